@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what faceattr needs on a fresh Debian/Ubuntu machine: a C compiler for a few
+# crates' build scripts, and the stable Rust toolchain with rustfmt and clippy.
+# No system HDF5, BLAS or CUDA toolkit is needed for the default (CPU) build.
+set -euo pipefail
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if [ "${1:-}" != "--no-build" ]; then
+  cargo build --release
+fi

@@ -1,0 +1,3 @@
+//! Data: decoding images by content and turning them into network-ready batches.
+
+pub mod decode;

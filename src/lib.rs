@@ -1,0 +1,19 @@
+//! faceattr: face attribute (gender) classification by fine-tuning VGG16, numerically faithful
+//! to Keras and PyTorch on the same weights.
+//!
+//! - [`weights`]: importers for Keras HDF5, PyTorch `.pth` (zip and legacy) and safetensors,
+//!   the registry of known weight files and their download.
+//! - [`model`]: VGG16's base, the head, conventions, freezing by layer name, summaries.
+//! - [`preprocess`] and [`data`]: decoding images and turning them into input tensors.
+//! - [`train`]: Adam, the loss and the optimisation step.
+//! - [`features`]: pooled base features for images (what `faceattr features` prints).
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod features;
+pub mod model;
+pub mod preprocess;
+pub mod progress;
+pub mod train;
+pub mod weights;

@@ -1,0 +1,14 @@
+//! The `faceattr` binary: parse, dispatch, and turn any error into one clear message.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = faceattr::cli::Cli::parse();
+    match faceattr::cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

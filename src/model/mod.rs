@@ -1,0 +1,13 @@
+//! The network: VGG16's convolutional base, the reference head, and how they are trained.
+
+pub mod classifier;
+pub mod conventions;
+pub mod head;
+pub mod layers;
+pub mod summary;
+pub mod trainable;
+pub mod vgg16;
+
+pub use classifier::{Classifier, ModelSpec};
+pub use conventions::Conventions;
+pub use trainable::TrainableFrom;

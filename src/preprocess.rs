@@ -1,0 +1,121 @@
+//! Turning decoded RGB pixels into network input. Preprocessing belongs to the weights (timm's
+//! `pretrained_cfg` idea): Keras' VGG16 expects `caffe` (BGR, mean-subtracted, 0..255),
+//! torchvision's and timm's expect `torch` (RGB/255, normalised by ImageNet mean and std).
+//! The choice is recorded in every saved model so prediction can never use the wrong one.
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preprocessing {
+    /// Keras `preprocess_input` for VGG16: RGB->BGR, subtract 103.939/116.779/123.68.
+    Caffe,
+    /// torchvision: RGB/255, mean 0.485/0.456/0.406, std 0.229/0.224/0.225.
+    Torch,
+}
+
+/// How images not already at the input size are resampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// PIL's NEAREST, Keras' `load_img` default.
+    #[default]
+    Nearest,
+    /// Antialiased bilinear (a triangle filter scaled to the reduction, as PIL's BILINEAR).
+    Bilinear,
+}
+
+const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
+const TORCH_MEAN_RGB: [f32; 3] = [0.485, 0.456, 0.406];
+const TORCH_STD_RGB: [f32; 3] = [0.229, 0.224, 0.225];
+
+impl Preprocessing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preprocessing::Caffe => "caffe",
+            Preprocessing::Torch => "torch",
+        }
+    }
+
+    /// Value of input channel `c` (network order) for one RGB pixel, computed in f32 exactly
+    /// as Keras and torchvision do.
+    #[inline]
+    pub fn channel(self, rgb: [u8; 3], c: usize) -> f32 {
+        match self {
+            Preprocessing::Caffe => rgb[2 - c] as f32 - CAFFE_MEAN_BGR[c],
+            Preprocessing::Torch => (rgb[c] as f32 / 255.0 - TORCH_MEAN_RGB[c]) / TORCH_STD_RGB[c],
+        }
+    }
+
+    /// Writes `img` as planar CHW floats into `out` (length 3 * h * w).
+    pub fn write_chw(self, img: &RgbImage, out: &mut [f32]) {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let plane = w * h;
+        debug_assert_eq!(out.len(), 3 * plane);
+        for (i, p) in img.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = self.channel(p.0, c);
+            }
+        }
+    }
+}
+
+/// Resizes to `width` x `height` with the given interpolation; returns the image itself
+/// (no resampling at all) when it already has that size.
+pub fn resize(img: RgbImage, width: u32, height: u32, interpolation: Interpolation) -> RgbImage {
+    if img.width() == width && img.height() == height {
+        return img;
+    }
+    match interpolation {
+        Interpolation::Nearest => resize_nearest_pil(&img, width, height),
+        Interpolation::Bilinear => {
+            image::imageops::resize(&img, width, height, image::imageops::FilterType::Triangle)
+        }
+    }
+}
+
+/// PIL's nearest neighbour: source index floor((dst + 0.5) * src / dst), clamped.
+fn resize_nearest_pil(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (sw, sh) = (img.width() as f64, img.height() as f64);
+    let xs: Vec<u32> = (0..width)
+        .map(|x| (((x as f64 + 0.5) * sw / width as f64) as u32).min(img.width() - 1))
+        .collect();
+    let mut out = RgbImage::new(width, height);
+    for y in 0..height {
+        let sy = (((y as f64 + 0.5) * sh / height as f64) as u32).min(img.height() - 1);
+        for (x, &sx) in xs.iter().enumerate() {
+            out.put_pixel(x as u32, y, *img.get_pixel(sx, sy));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caffe_flips_to_bgr_and_subtracts_means() {
+        let p = Preprocessing::Caffe;
+        assert_eq!(p.channel([10, 20, 200], 0), 200.0 - 103.939);
+        assert_eq!(p.channel([10, 20, 200], 2), 10.0 - 123.68);
+    }
+
+    #[test]
+    fn nearest_upscale_repeats_pixels_like_pil() {
+        let mut img = RgbImage::new(2, 1);
+        img.put_pixel(0, 0, image::Rgb([1, 1, 1]));
+        img.put_pixel(1, 0, image::Rgb([9, 9, 9]));
+        let out = resize(img, 4, 1, Interpolation::Nearest);
+        let xs: Vec<u8> = out.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(xs, vec![1, 1, 9, 9]);
+    }
+
+    #[test]
+    fn same_size_is_not_resampled() {
+        let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let out = resize(img.clone(), 5, 3, Interpolation::Bilinear);
+        assert_eq!(out, img);
+    }
+}

@@ -1,0 +1,159 @@
+//! One optimisation step. The frozen prefix runs without autodiff (no graph, no backward
+//! work); its output enters the autodiff graph as a constant, so gradients reach only the
+//! trainable convolutions and the head.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Tensor;
+
+use super::adam::Adam;
+use super::loss::bce_with_logits;
+use crate::model::Classifier;
+use crate::model::head::BatchStats;
+use crate::model::layers::{conv3x3_relu, global_average_pool, max_pool2, values};
+use crate::model::vgg16::{CONV_LAYER_NAMES, pool_after};
+
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// Loss of this step's forward pass, before the update (what Keras' train_on_batch returns).
+    pub loss: f32,
+    /// Training-mode logits of the forward pass, row-major [N, classes].
+    pub logits: Vec<f32>,
+}
+
+/// Gradients of the trainable tensors, without autodiff, by tensor.
+struct Gradients {
+    /// (weight, bias) of each trainable convolution, from the first trainable one.
+    convs: Vec<(Option<Tensor<4>>, Option<Tensor<1>>)>,
+    dense_w: Option<Tensor<2>>,
+    dense_b: Option<Tensor<1>>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    out_w: Option<Tensor<2>>,
+    out_b: Option<Tensor<1>>,
+}
+
+fn forward_backward(
+    model: &Classifier,
+    prefix: Tensor<4>,
+    targets: Tensor<2>,
+) -> (StepOutput, BatchStats, Gradients) {
+    let first = model.spec.trainable.first_conv();
+    let convs = model.base.trainable_copy(first..13);
+    let head = model.head.trainable_copy();
+    let mut h = prefix.autodiff();
+    for (j, conv) in convs.iter().enumerate() {
+        h = conv3x3_relu(h, &conv.weight, &conv.bias);
+        if pool_after(first + j) {
+            h = max_pool2(h);
+        }
+    }
+    let (logits, stats) = head.logits_train(global_average_pool(h), model.spec.conventions);
+    let loss = bce_with_logits(logits.clone(), targets.autodiff());
+    let out = StepOutput {
+        loss: values(&loss)[0],
+        logits: values(&logits),
+    };
+    let grads = loss.backward();
+    let g = Gradients {
+        convs: convs
+            .iter()
+            .map(|c| (c.weight.grad(&grads), c.bias.grad(&grads)))
+            .collect(),
+        dense_w: head.dense_w.grad(&grads),
+        dense_b: head.dense_b.grad(&grads),
+        gamma: head.gamma.grad(&grads),
+        beta: head.beta.grad(&grads),
+        out_w: head.out_w.grad(&grads),
+        out_b: head.out_b.grad(&grads),
+    };
+    (out, stats, g)
+}
+
+/// A full step from a preprocessed NCHW batch and one-hot targets [N, classes].
+pub fn train_step(
+    model: &mut Classifier,
+    opt: &mut Adam,
+    x: Tensor<4>,
+    targets: Tensor<2>,
+) -> StepOutput {
+    let prefix = model.frozen_prefix(x);
+    train_step_from_prefix(model, opt, prefix, targets)
+}
+
+/// A step from the frozen prefix's output (computed now or read from the feature cache).
+pub fn train_step_from_prefix(
+    model: &mut Classifier,
+    opt: &mut Adam,
+    prefix: Tensor<4>,
+    targets: Tensor<2>,
+) -> StepOutput {
+    let (out, stats, g) = forward_backward(model, prefix, targets);
+    let first = model.spec.trainable.first_conv();
+    opt.begin_step();
+    fn apply<const D: usize>(opt: &mut Adam, name: &str, p: &mut Tensor<D>, g: Option<Tensor<D>>) {
+        if let Some(g) = g {
+            *p = opt.update(name, p.clone(), g);
+        }
+    }
+    for (j, (gw, gb)) in g.convs.into_iter().enumerate() {
+        let i = first + j;
+        let conv = &mut model.base.convs[i];
+        apply(
+            opt,
+            &format!("{}.weight", CONV_LAYER_NAMES[i]),
+            &mut conv.weight,
+            gw,
+        );
+        apply(
+            opt,
+            &format!("{}.bias", CONV_LAYER_NAMES[i]),
+            &mut conv.bias,
+            gb,
+        );
+    }
+    let h = &mut model.head;
+    apply(opt, "dense.weight", &mut h.dense_w, g.dense_w);
+    apply(opt, "dense.bias", &mut h.dense_b, g.dense_b);
+    apply(opt, "batch_normalization.gamma", &mut h.gamma, g.gamma);
+    apply(opt, "batch_normalization.beta", &mut h.beta, g.beta);
+    apply(opt, "dense_1.weight", &mut h.out_w, g.out_w);
+    apply(opt, "dense_1.bias", &mut h.out_b, g.out_b);
+    h.update_moving_stats(&stats, model.spec.conventions);
+    out
+}
+
+/// The gradients one step would apply, by canonical tensor name (for inspection and tests).
+/// The model is not changed.
+pub fn gradients(
+    model: &Classifier,
+    x: Tensor<4>,
+    targets: Tensor<2>,
+) -> BTreeMap<String, Vec<f32>> {
+    let first = model.spec.trainable.first_conv();
+    let (_, _, g) = forward_backward(model, model.frozen_prefix(x), targets);
+    let mut out = BTreeMap::new();
+    for (j, (gw, gb)) in g.convs.iter().enumerate() {
+        let name = CONV_LAYER_NAMES[first + j];
+        if let Some(t) = gw {
+            out.insert(format!("{name}.weight"), values(t));
+        }
+        if let Some(t) = gb {
+            out.insert(format!("{name}.bias"), values(t));
+        }
+    }
+    let head: [(&str, Option<Vec<f32>>); 6] = [
+        ("dense.weight", g.dense_w.as_ref().map(values)),
+        ("dense.bias", g.dense_b.as_ref().map(values)),
+        ("batch_normalization.gamma", g.gamma.as_ref().map(values)),
+        ("batch_normalization.beta", g.beta.as_ref().map(values)),
+        ("dense_1.weight", g.out_w.as_ref().map(values)),
+        ("dense_1.bias", g.out_b.as_ref().map(values)),
+    ];
+    for (name, v) in head {
+        if let Some(v) = v {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}

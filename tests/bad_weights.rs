@@ -1,0 +1,149 @@
+//! Every way a weights file can be wrong gives an error that names the file, the tensor and
+//! what was expected; never a panic.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use faceattr::model::vgg16::Vgg16;
+use faceattr::weights::{self, WeightsError};
+
+/// A safetensors file from (name, shape, values), written by hand so the test owns its bytes.
+fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, vals) in tensors {
+        let start = data.len();
+        for v in vals {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let h = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&h);
+    bytes.extend_from_slice(&data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The tiny torchvision tensors, edited by `edit`, written to a temporary safetensors file.
+fn edited_tiny(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
+) -> std::path::PathBuf {
+    let raw =
+        faceattr::weights::torch_pth::load_raw(&fixtures().join("torch/tiny_vgg16.pth")).unwrap();
+    let mut list: Vec<_> = raw.into_iter().map(|(k, t)| (k, t.shape, t.data)).collect();
+    edit(&mut list);
+    let path = dir.join("edited.safetensors");
+    write_safetensors(&path, &list);
+    path
+}
+
+fn base_error(path: &Path) -> WeightsError {
+    let ws = weights::load(path).expect("file itself parses");
+    Vgg16::from_weights(&ws, &device()).expect_err("must be rejected")
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited_tiny(dir.path(), |l| {
+        l.retain(|(k, _, _)| k != "features.28.weight")
+    });
+    let msg = base_error(&path).to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("'block5_conv3.weight' is missing"), "{msg}");
+}
+
+#[test]
+fn wrong_shape_says_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited_tiny(dir.path(), |l| {
+        let t = l
+            .iter_mut()
+            .find(|(k, _, _)| k == "features.26.weight")
+            .unwrap();
+        t.1 = vec![16, 8, 3, 3];
+        t.2.truncate(16 * 8 * 9);
+    });
+    let msg = base_error(&path).to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("'block5_conv2.weight' has shape [16, 8, 3, 3], expected [any, 16, 3, 3]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn non_finite_value_is_reported_with_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited_tiny(dir.path(), |l| {
+        let t = l
+            .iter_mut()
+            .find(|(k, _, _)| k == "features.0.bias")
+            .unwrap();
+        t.2[2] = f32::NAN;
+    });
+    let msg = base_error(&path).to_string();
+    assert!(
+        msg.contains("'block1_conv1.bias' has a non-finite value (NaN) at index 2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn truncated_files_of_every_format_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "torch/tiny_vgg16.pth",
+        "torch/tiny_vgg16_legacy.pth",
+        "torch/tiny_vgg16.safetensors",
+        "keras/tiny_vgg16_notop.h5",
+    ] {
+        let bytes = std::fs::read(fixtures().join(file)).unwrap();
+        let name = Path::new(file).file_name().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let result =
+            weights::load(&path).and_then(|ws| Vgg16::from_weights(&ws, &device()).map(|_| ()));
+        let msg = result.expect_err(file).to_string();
+        assert!(msg.contains(&path.display().to_string()), "{file}: {msg}");
+    }
+}
+
+#[test]
+fn pickle_that_would_run_code_is_refused() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evil.pth");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("evil/data.pkl", opts).unwrap();
+    zip.write_all(b"\x80\x02cposix\nsystem\nq\x00X\x07\x00\x00\x00echo hiq\x01\x85q\x02Rq\x03.")
+        .unwrap();
+    zip.finish().unwrap();
+    let err = weights::load(&path).expect_err("must be refused");
+    assert!(matches!(err, WeightsError::UnsafePickle { .. }), "{err}");
+    assert!(err.to_string().contains("posix.system"), "{err}");
+}
+
+#[test]
+fn unknown_format_and_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are not weights").unwrap();
+    let msg = weights::load(&path).expect_err("unknown").to_string();
+    assert!(msg.contains("not a weights file faceattr knows"), "{msg}");
+    let missing = dir.path().join("nope.h5");
+    let msg = weights::load(&missing).expect_err("missing").to_string();
+    assert!(
+        msg.contains("nope.h5") && msg.contains("cannot read"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,73 @@
+//! Shared helpers for the integration tests: where the reference fixtures are, and reading them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use faceattr::data::decode::DEFAULT_PIXEL_LIMIT;
+use faceattr::features::InputSpec;
+use faceattr::preprocess::{Interpolation, Preprocessing};
+
+/// `$FACEATTR_FIXTURES`, else `../shared/fixtures` beside the checkout.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("FACEATTR_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+}
+
+pub fn reference(framework: &str) -> serde_json::Value {
+    let path = fixtures().join(framework).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("reference.json is JSON")
+}
+
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
+}
+
+pub fn matrix(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .flat_map(floats)
+        .collect()
+}
+
+pub fn device() -> Device {
+    Device::flex()
+}
+
+pub fn spec(preprocessing: Preprocessing) -> InputSpec {
+    InputSpec {
+        height: 218,
+        width: 178,
+        preprocessing,
+        interpolation: Interpolation::Nearest,
+        pixel_limit: DEFAULT_PIXEL_LIMIT,
+    }
+}
+
+pub fn inputs(framework: &str) -> Vec<PathBuf> {
+    (0..4)
+        .map(|i| fixtures().join(framework).join(format!("in_{i}.png")))
+        .collect()
+}
+
+/// max |a - b| / max |b|: the error relative to the reference's scale.
+pub fn rel_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = b
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
