@@ -11,9 +11,11 @@
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod features;
 pub mod model;
 pub mod preprocess;
 pub mod progress;
+pub mod report;
 pub mod train;
 pub mod weights;

@@ -1,8 +1,12 @@
 //! The command line: argument definitions and one function per subcommand over library calls.
 
 pub mod bench;
+pub mod data;
+pub mod demo;
 pub mod features;
+pub mod predict;
 pub mod summary;
+pub mod train;
 pub mod weights;
 
 use clap::{Parser, Subcommand};
@@ -12,7 +16,7 @@ use clap::{Parser, Subcommand};
     name = "faceattr",
     version,
     about = "Face attribute (gender) classification by fine-tuning VGG16, faithful to Keras and PyTorch",
-    after_help = "Examples:\n  faceattr summary --weights none\n  faceattr weights fetch vgg16 --source keras\n  faceattr features --weights vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 face.jpg"
+    after_help = "Examples:\n  faceattr demo\n  faceattr train --data faces/train --valid faces/valid --weights vgg16_notop.h5 --out runs/gender\n  faceattr predict --model runs/gender/weights/best.safetensors photo.jpg\n  faceattr summary --weights none\n  faceattr weights fetch vgg16 --source keras\n  faceattr features --weights vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 face.jpg"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -21,6 +25,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Generate a small two-class image set, train, evaluate and predict: the whole job in minutes.
+    Demo(demo::DemoArgs),
+    /// Fine-tune VGG16 + head on labelled images (the reference recipe by default).
+    Train(train::TrainCommand),
+    /// Predict the class of images with a trained model.
+    Predict(predict::PredictArgs),
+    /// Inspect datasets; build CelebA splits.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Print the layer table and parameter counts (total / trainable / non-trainable).
     Summary(summary::SummaryArgs),
     /// Print the pooled VGG16 features of images.
@@ -35,6 +48,10 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Train(c) => train::run(c),
+        Command::Predict(a) => predict::run(a),
+        Command::Data(c) => data::run(c),
         Command::Summary(a) => summary::run(a),
         Command::Features(a) => features::run(a),
         Command::Weights(c) => weights::run(c),

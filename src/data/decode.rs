@@ -30,33 +30,41 @@ pub enum DecodeError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// Decodes `path` to 8-bit RGB. Alpha is composited over white; grey becomes RGB.
+/// Decodes `path` to 8-bit RGB: EXIF orientation applied, alpha composited over white,
+/// grey expanded, 16-bit reduced. The pixel limit is checked from the header, before any
+/// pixel buffer is allocated.
 pub fn decode_rgb(path: &Path, pixel_limit: u64) -> Result<RgbImage, DecodeError> {
     let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    decode_bytes(path, &bytes, pixel_limit)
+}
+
+/// As [`decode_rgb`], from bytes already read; `path` is only used in messages.
+pub fn decode_bytes(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbImage, DecodeError> {
+    use image::ImageDecoder;
     if bytes.is_empty() {
         return Err(DecodeError::Empty {
             path: path.to_path_buf(),
         });
     }
-    let reader = ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| DecodeError::NotAnImage {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    if reader.format().is_none() {
-        return Err(DecodeError::NotAnImage {
-            path: path.to_path_buf(),
-            reason: "unknown format".into(),
-        });
-    }
-    let (width, height) = reader.into_dimensions().map_err(|e| DecodeError::Corrupt {
+    let not_image = |reason: String| DecodeError::NotAnImage {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    })?;
+    };
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| not_image(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(not_image("unknown format".into()));
+    }
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > pixel_limit {
         return Err(DecodeError::TooLarge {
             path: path.to_path_buf(),
@@ -65,17 +73,74 @@ pub fn decode_rgb(path: &Path, pixel_limit: u64) -> Result<RgbImage, DecodeError
             limit: pixel_limit,
         });
     }
-    let reader = ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "zero-sized image".into(),
+        });
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb_over_white(img))
+}
+
+/// Reads only the header: format name and size (for scans and `data inspect`).
+pub fn probe(path: &Path, pixel_limit: u64) -> Result<(String, u32, u32), DecodeError> {
+    let meta = std::fs::metadata(path).map_err(|source| DecodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.len() == 0 {
+        return Err(DecodeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let reader = ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
         .map_err(|e| DecodeError::NotAnImage {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    let img = reader.decode().map_err(|e| DecodeError::Corrupt {
+    let format = reader.format().ok_or_else(|| DecodeError::NotAnImage {
+        path: path.to_path_buf(),
+        reason: "unknown format".into(),
+    })?;
+    let (w, h) = reader.into_dimensions().map_err(|e| DecodeError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    Ok(to_rgb_over_white(img))
+    if w as u64 * h as u64 > pixel_limit {
+        return Err(DecodeError::TooLarge {
+            path: path.to_path_buf(),
+            width: w,
+            height: h,
+            limit: pixel_limit,
+        });
+    }
+    Ok((format!("{format:?}").to_lowercase(), w, h))
+}
+
+impl DecodeError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            DecodeError::Io { path, .. }
+            | DecodeError::Empty { path }
+            | DecodeError::NotAnImage { path, .. }
+            | DecodeError::TooLarge { path, .. }
+            | DecodeError::Corrupt { path, .. } => path,
+        }
+    }
+
+    /// The reason alone, without the path (for tables and CSV).
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        let prefix = format!("{}: ", self.path().display());
+        full.strip_prefix(&prefix).unwrap_or(&full).to_string()
+    }
 }
 
 fn to_rgb_over_white(img: DynamicImage) -> RgbImage {

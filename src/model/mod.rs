@@ -4,6 +4,7 @@ pub mod classifier;
 pub mod conventions;
 pub mod head;
 pub mod layers;
+pub mod saved;
 pub mod summary;
 pub mod trainable;
 pub mod vgg16;

@@ -1,8 +1,13 @@
-//! Training: the optimiser, the loss and one optimisation step over the trainable suffix.
+//! Training: the optimiser, the loss, one optimisation step over the trainable suffix, the
+//! frozen-feature cache and the run loop with its checkpoints and run folder.
 
 pub mod adam;
+pub mod cache;
+pub mod config;
+pub mod history;
 pub mod loss;
 pub mod step;
+pub mod trainer;
 
 pub use adam::Adam;
 pub use step::{StepOutput, train_step, train_step_from_prefix};

@@ -1,0 +1,116 @@
+//! `faceattr predict`: the class of each image with every class's probability.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::device::Backend;
+use crate::eval::predict::predict;
+use crate::model::saved;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  faceattr predict --model runs/gender/weights/best.safetensors photo.jpg\n  faceattr predict --model best.safetensors --json photos/"
+)]
+pub struct PredictArgs {
+    /// A model saved by `faceattr train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// JSON lines: {"path","label","probs":{class: p}}.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 12)]
+    pub batch: usize,
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+    /// Image files or folders (searched recursively).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+fn expand(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut files = Vec::new();
+            collect(p, &mut files).with_context(|| format!("reading folder {}", p.display()))?;
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+        {
+            continue;
+        }
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+pub fn run(a: PredictArgs) -> anyhow::Result<()> {
+    let device = a.backend.device()?;
+    let loaded = saved::load(&a.model, &device)?;
+    let classes = &loaded.meta.spec.class_names;
+    let paths = expand(&a.inputs)?;
+    let bar = crate::progress::items_bar(paths.len() as u64, "predict");
+    let preds = predict(&loaded.model, &paths, a.batch, &device, |n| {
+        bar.inc(n as u64)
+    });
+    bar.finish_and_clear();
+    let mut failed = 0;
+    for p in &preds {
+        match (&p.probs, p.label()) {
+            (Ok(probs), Some(label)) if a.json => {
+                let map: serde_json::Map<String, serde_json::Value> = classes
+                    .iter()
+                    .zip(probs)
+                    .map(|(c, v)| (c.clone(), serde_json::json!(v)))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"path": p.path, "label": classes[label], "probs": map})
+                );
+            }
+            (Ok(probs), Some(label)) => {
+                let others: Vec<String> = classes
+                    .iter()
+                    .zip(probs)
+                    .enumerate()
+                    .filter(|(i, _)| *i != label)
+                    .map(|(_, (c, v))| format!("{c} {:.1} %", 100.0 * v))
+                    .collect();
+                println!(
+                    "{}  {} {:.1} %  ({})",
+                    p.path.display(),
+                    classes[label],
+                    100.0 * probs[label],
+                    others.join(", ")
+                );
+            }
+            (Err(e), _) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+            _ => {}
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} images could not be read", preds.len());
+    }
+    Ok(())
+}

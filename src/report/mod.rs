@@ -1,0 +1,5 @@
+//! Pictures people open after a run: training curves (and later evaluation charts), drawn
+//! with plotters into PNG files.
+
+pub mod font;
+pub mod plot;

@@ -1,0 +1,91 @@
+//! Every option of a training run, with defaults resolved; saved as `args.json` in the run
+//! folder and read back by `--resume`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::cache::CacheDtype;
+use crate::data::bad::BadImagePolicy;
+use crate::data::decode::DEFAULT_PIXEL_LIMIT;
+use crate::device::Backend;
+use crate::model::{Conventions, TrainableFrom};
+use crate::preprocess::{Interpolation, Preprocessing};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Use the frozen-feature cache whenever it is exact (frozen prefix, no augmentation).
+    #[default]
+    Auto,
+    Off,
+}
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct TrainArgs {
+    /// Training images: a folder of class sub-folders or a CSV manifest (path,label).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Validation images (same classes). Without it, --valid-fraction of --data is held out.
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Fraction of --data held out for validation when --valid is not given (stratified, seeded).
+    #[arg(long, default_value_t = 0.2)]
+    pub valid_fraction: f64,
+    /// Base weights: a Keras .h5, PyTorch .pth or safetensors file, or `random` (seeded
+    /// Glorot initialisation, for experiments and the demo).
+    #[arg(long)]
+    pub weights: String,
+    /// Channel widths of the 13 convolutions for `--weights random` (default: VGG16's 64..512).
+    #[arg(long, value_delimiter = ',')]
+    pub widths: Option<Vec<usize>>,
+    /// The run folder (created; must not hold a finished or running run unless --resume).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 12)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// First trainable layer: all, head, block1..block5, or e.g. block5_conv2.
+    #[arg(long, default_value = "block5")]
+    pub trainable: TrainableFrom,
+    /// Units of the head's hidden Dense layer.
+    #[arg(long, default_value_t = 128)]
+    pub head: usize,
+    /// Stop after this many epochs without a better validation accuracy (0: never).
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Conventions::Keras)]
+    pub conventions: Conventions,
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+    /// Input size HEIGHTxWIDTH.
+    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    pub input: (usize, usize),
+    /// Preprocessing; defaults to the one the weights were trained with.
+    #[arg(long, value_enum)]
+    pub preprocess: Option<Preprocessing>,
+    #[arg(long, value_enum, default_value_t = Interpolation::Nearest)]
+    pub interpolation: Interpolation,
+    #[arg(long, value_enum, default_value_t = CacheMode::Auto)]
+    pub cache: CacheMode,
+    /// Largest frozen-feature cache kept in memory (MiB); a larger one is memory-mapped from a
+    /// file in the run folder.
+    #[arg(long, default_value_t = 4096)]
+    pub cache_memory: u64,
+    #[arg(long, value_enum, default_value_t = CacheDtype::F32)]
+    pub cache_dtype: CacheDtype,
+    /// Decoding threads of the input pipeline.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, value_enum, default_value_t = BadImagePolicy::Skip)]
+    pub on_bad_image: BadImagePolicy,
+    /// Images with more pixels than this are rejected before decoding.
+    #[arg(long, default_value_t = DEFAULT_PIXEL_LIMIT)]
+    pub pixel_limit: u64,
+}
