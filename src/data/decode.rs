@@ -135,11 +135,12 @@ impl DecodeError {
         }
     }
 
-    /// The reason alone, without the path (for tables and CSV).
+    /// The reason alone, without the path, on one line (for tables and CSV).
     pub fn reason(&self) -> String {
         let full = self.to_string();
         let prefix = format!("{}: ", self.path().display());
-        full.strip_prefix(&prefix).unwrap_or(&full).to_string()
+        let reason = full.strip_prefix(&prefix).unwrap_or(&full);
+        reason.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
 

@@ -1,0 +1,326 @@
+//! Training end to end on generated images with a tiny VGG16: the frozen-feature cache is
+//! exact, a killed run resumes to the same weights, the run folder has everything, a
+//! non-finite loss stops cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use faceattr::data::synthetic::write_dataset;
+use faceattr::model::saved;
+use faceattr::train::config::{CacheMode, TrainArgs};
+use faceattr::train::trainer::train;
+
+const WIDTHS: [usize; 13] = [4, 4, 8, 8, 8, 8, 8, 16, 16, 16, 16, 16, 16];
+
+/// 24 + 8 + 8 images per class, 48 wide x 64 high (the model's input size: no resampling).
+fn dataset(root: &Path) -> PathBuf {
+    write_dataset(root, [24, 8, 8], 48, 64, 11).unwrap();
+    root.to_path_buf()
+}
+
+fn args(data: &Path, out: &Path) -> TrainArgs {
+    TrainArgs {
+        data: data.join("train"),
+        valid: Some(data.join("valid")),
+        valid_fraction: 0.2,
+        weights: "random".into(),
+        widths: Some(WIDTHS.to_vec()),
+        out: out.to_path_buf(),
+        epochs: 3,
+        batch: 8,
+        lr: 1e-3,
+        trainable: faceattr::model::TrainableFrom::REFERENCE,
+        head: 8,
+        patience: 0,
+        seed: 5,
+        conventions: faceattr::model::Conventions::Keras,
+        backend: faceattr::device::Backend::Flex,
+        input: (64, 48),
+        preprocess: None,
+        interpolation: faceattr::preprocess::Interpolation::Nearest,
+        cache: CacheMode::Auto,
+        cache_memory: 64,
+        cache_dtype: faceattr::train::cache::CacheDtype::F32,
+        workers: 2,
+        on_bad_image: faceattr::data::bad::BadImagePolicy::Skip,
+        pixel_limit: faceattr::data::decode::DEFAULT_PIXEL_LIMIT,
+    }
+}
+
+fn weights(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let loaded = saved::load(path, &burn::tensor::Device::flex()).unwrap();
+    loaded
+        .tensors
+        .into_iter()
+        .map(|(k, t)| (k, t.data))
+        .collect()
+}
+
+fn max_diff(
+    a: &std::collections::BTreeMap<String, Vec<f32>>,
+    b: &std::collections::BTreeMap<String, Vec<f32>>,
+) -> f32 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .flat_map(|(k, va)| va.iter().zip(&b[k]).map(|(x, y)| (x - y).abs()))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn cache_gives_the_same_weights_as_recomputing() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let with = train(args(&data, &d.path().join("cached")), false, true).unwrap();
+    assert!(with.cache_used);
+    assert!(with.history[1].cached && !with.history[0].cached);
+    let mut a = args(&data, &d.path().join("plain"));
+    a.cache = CacheMode::Off;
+    let without = train(a, false, true).unwrap();
+    assert!(!without.cache_used && !without.history[1].cached);
+    let diff = max_diff(
+        &weights(&d.path().join("cached/weights/last.safetensors")),
+        &weights(&d.path().join("plain/weights/last.safetensors")),
+    );
+    // f32 rows are copies of the very tensors the uncached run computes: bit-identical
+    assert_eq!(diff, 0.0, "cache changed the weights by {diff}");
+    for (x, y) in with.history.iter().zip(&without.history) {
+        assert!((x.train_loss - y.train_loss).abs() < 1e-6 && x.val_acc == y.val_acc);
+    }
+}
+
+fn faceattr(args: &[&str], env: Option<(&str, &str)>) -> std::process::Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_faceattr"));
+    c.args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some((k, v)) = env {
+        c.env(k, v);
+    }
+    c.spawn().unwrap()
+}
+
+fn cli_args(data: &Path, out: &Path) -> Vec<String> {
+    let widths = WIDTHS.map(|w| w.to_string()).join(",");
+    [
+        "train",
+        "--data",
+        &data.join("train").display().to_string(),
+        "--valid",
+        &data.join("valid").display().to_string(),
+        "--weights",
+        "random",
+        "--widths",
+        &widths,
+        "--out",
+        &out.display().to_string(),
+        "--epochs",
+        "3",
+        "--batch",
+        "8",
+        "--head",
+        "8",
+        "--patience",
+        "0",
+        "--seed",
+        "5",
+        "--input",
+        "64x48",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let full = d.path().join("full");
+    let a = cli_args(&data, &full);
+    let st = faceattr(&a.iter().map(String::as_str).collect::<Vec<_>>(), None)
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+
+    // 1. killed right after the epoch-1 checkpoint (abort: no cleanup at all)
+    let cut = d.path().join("cut");
+    let a = cli_args(&data, &cut);
+    let st = faceattr(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(("FACEATTR_TEST_ABORT_AFTER_EPOCH", "1")),
+    )
+    .wait()
+    .unwrap();
+    assert!(!st.success(), "the child was meant to die");
+    let r = faceattr(&["train", "--resume", cut.to_str().unwrap()], None)
+        .wait_with_output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let diff = max_diff(
+        &weights(&full.join("weights/last.safetensors")),
+        &weights(&cut.join("weights/last.safetensors")),
+    );
+    assert_eq!(diff, 0.0, "resumed run differs from the uninterrupted one");
+    let hist = std::fs::read_to_string(cut.join("history.csv")).unwrap();
+    assert_eq!(hist.lines().count(), 4, "header + 3 epochs:\n{hist}");
+    // epoch, losses and accuracies agree; timings naturally differ
+    let figures = |h: &str| {
+        h.lines()
+            .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        figures(&hist),
+        figures(&std::fs::read_to_string(full.join("history.csv")).unwrap())
+    );
+
+    // 2. SIGKILL at whatever moment the first checkpoint has appeared
+    let killed = d.path().join("killed");
+    let a = cli_args(&data, &killed);
+    let mut child = faceattr(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let last = killed.join("weights/last.safetensors");
+    let start = std::time::Instant::now();
+    while !last.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let finished = std::fs::read_to_string(killed.join("history.csv"))
+        .map(|h| h.lines().count() == 4)
+        .unwrap_or(false);
+    if !finished {
+        let r = faceattr(&["train", "--resume", killed.to_str().unwrap()], None)
+            .wait_with_output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    let diff = max_diff(
+        &weights(&full.join("weights/last.safetensors")),
+        &weights(&last),
+    );
+    assert_eq!(
+        diff, 0.0,
+        "run killed and resumed differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn run_folder_has_everything_and_the_model_predicts() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    std::fs::write(
+        data.join("train/warm/broken.jpg"),
+        b"\xff\xd8\xff not a jpeg",
+    )
+    .unwrap();
+    let out = d.path().join("run");
+    let mut a = args(&data, &out);
+    a.valid = None; // exercise --valid-fraction
+    a.valid_fraction = 0.25;
+    a.epochs = 2;
+    let outcome = train(a, false, true).unwrap();
+    assert_eq!(outcome.skipped, 1);
+    for f in [
+        "args.json",
+        "history.csv",
+        "curves.png",
+        "summary.txt",
+        "skipped.csv",
+        "train.log",
+        "weights/best.safetensors",
+        "weights/last.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let skipped = std::fs::read_to_string(out.join("skipped.csv")).unwrap();
+    assert!(
+        skipped.lines().count() == 2 && skipped.contains("broken.jpg"),
+        "{skipped}"
+    );
+    let png = image::open(out.join("curves.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (1200, 480));
+    let args: TrainArgs =
+        serde_json::from_str(&std::fs::read_to_string(out.join("args.json")).unwrap()).unwrap();
+    assert_eq!(args.valid_fraction, 0.25);
+    assert!(
+        std::fs::read_to_string(out.join("summary.txt"))
+            .unwrap()
+            .contains("block5_conv3")
+    );
+
+    let loaded = saved::load(
+        &out.join("weights/best.safetensors"),
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(loaded.meta.spec.class_names, vec!["cool", "warm"]);
+    assert_eq!(loaded.meta.spec.input_hw, (64, 48));
+    assert_eq!(
+        loaded.meta.spec.preprocessing,
+        faceattr::preprocess::Preprocessing::Caffe
+    );
+    assert_eq!(loaded.meta.trained_layers[0], "block5_conv1");
+    assert!(loaded.meta.data_fingerprint.is_some());
+
+    let p = Command::new(env!("CARGO_BIN_EXE_faceattr"))
+        .args([
+            "predict",
+            "--model",
+            out.join("weights/best.safetensors").to_str().unwrap(),
+            "--json",
+            data.join("test").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(p.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 16);
+    for l in &lines {
+        let (c, w) = (
+            l["probs"]["cool"].as_f64().unwrap(),
+            l["probs"]["warm"].as_f64().unwrap(),
+        );
+        assert!((0.0..=1.0).contains(&c) && (0.0..=1.0).contains(&w));
+        assert_eq!(l["label"], if c >= w { "cool" } else { "warm" });
+    }
+}
+
+#[test]
+fn non_finite_loss_stops_with_a_clear_message() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let mut a = args(&data, &d.path().join("nan"));
+    a.lr = 1e30;
+    let e = train(a, false, true).unwrap_err().to_string();
+    assert!(
+        e.contains("the training loss became") && e.contains("--lr"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_existing_run_is_not_overwritten() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let mut a = args(&data, &d.path().join("r"));
+    a.epochs = 1;
+    train(a.clone(), false, true).unwrap();
+    let before = std::fs::read(d.path().join("r/weights/last.safetensors")).unwrap();
+    let e = train(a, false, true).unwrap_err().to_string();
+    assert!(
+        e.contains("already holds a run") && e.contains("--resume"),
+        "{e}"
+    );
+    assert_eq!(
+        before,
+        std::fs::read(d.path().join("r/weights/last.safetensors")).unwrap()
+    );
+}
