@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what faceattr needs on a fresh Debian/Ubuntu machine: a C compiler for a few
-# crates' build scripts, and the stable Rust toolchain with rustfmt and clippy.
+# crates' build scripts, a font for the plots, and the stable Rust toolchain with rustfmt
+# and clippy.
 # No system HDF5, BLAS or CUDA toolkit is needed for the default (CPU) build.
 set -euo pipefail
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
-command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# curves.png and the evaluation charts draw their text with DejaVu Sans
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need_apt[@]}"

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod data;
 pub mod demo;
+pub mod eval;
 pub mod features;
 pub mod predict;
 pub mod summary;
@@ -31,6 +32,10 @@ pub enum Command {
     Train(train::TrainCommand),
     /// Predict the class of images with a trained model.
     Predict(predict::PredictArgs),
+    /// Evaluate a trained model on a labelled test set: figures, charts, report.json, card.md.
+    Eval(eval::EvalArgs),
+    /// Print a trained model's card: what it is, its data, its limits.
+    Card(eval::CardArgs),
     /// Inspect datasets; build CelebA splits.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -51,6 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Train(c) => train::run(c),
         Command::Predict(a) => predict::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Card(a) => eval::run_card(a),
         Command::Data(c) => data::run(c),
         Command::Summary(a) => summary::run(a),
         Command::Features(a) => features::run(a),

@@ -1,4 +1,6 @@
-//! Test-set figures from predictions and true labels.
+//! Test-set figures from predicted probabilities and true labels: accuracy, per-class
+//! precision / recall / F1, the confusion matrix, ROC AUC, expected calibration error and the
+//! mean loss.
 
 use serde::Serialize;
 
@@ -18,6 +20,17 @@ pub struct Metrics {
     pub per_class: Vec<ClassMetrics>,
     /// confusion[true][predicted]
     pub confusion: Vec<Vec<usize>>,
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0
 }
 
 pub fn compute(classes: &[String], truth: &[usize], predicted: &[usize]) -> Metrics {
@@ -58,6 +71,116 @@ pub fn compute(classes: &[String], truth: &[usize], predicted: &[usize]) -> Metr
     }
 }
 
+/// Area under the ROC curve of `scores` for `positives` (Mann-Whitney U; ties count half).
+pub fn roc_auc(scores: &[f32], positives: &[bool]) -> Option<f64> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let (n_pos, n_neg) =
+        positives.iter().fold(
+            (0usize, 0usize),
+            |(p, n), &x| if x { (p + 1, n) } else { (p, n + 1) },
+        );
+    if n_pos == 0 || n_neg == 0 {
+        return None;
+    }
+    // average ranks over ties
+    let mut rank_sum_pos = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            if positives[k] {
+                rank_sum_pos += avg_rank;
+            }
+        }
+        i = j + 1;
+    }
+    let u = rank_sum_pos - (n_pos * (n_pos + 1)) as f64 / 2.0;
+    Some(u / (n_pos * n_neg) as f64)
+}
+
+/// ROC points (false positive rate, true positive rate) from the highest threshold down.
+pub fn roc_curve(scores: &[f32], positives: &[bool]) -> Vec<(f64, f64)> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let n_pos = positives.iter().filter(|&&p| p).count().max(1) as f64;
+    let n_neg = positives.iter().filter(|&&p| !p).count().max(1) as f64;
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut pts = vec![(0.0, 0.0)];
+    for (k, &i) in idx.iter().enumerate() {
+        if positives[i] {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
+        let last_of_tie = idx.get(k + 1).is_none_or(|&n| scores[n] != scores[i]);
+        if last_of_tie {
+            pts.push((fp / n_neg, tp / n_pos));
+        }
+    }
+    pts
+}
+
+/// One reliability-diagram bin: mean confidence, accuracy and count.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct Bin {
+    pub confidence: f64,
+    pub accuracy: f64,
+    pub count: usize,
+}
+
+/// Expected calibration error over `bins` equal-width confidence bins, and the bins.
+/// Confidence is the predicted class's probability normalised over the classes' outputs.
+pub fn calibration(confidence: &[f64], correct: &[bool], bins: usize) -> (f64, Vec<Bin>) {
+    let mut acc = vec![(0.0f64, 0usize, 0usize); bins];
+    for (&c, &ok) in confidence.iter().zip(correct) {
+        let b = ((c * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += c;
+        acc[b].1 += usize::from(ok);
+        acc[b].2 += 1;
+    }
+    let n = confidence.len().max(1) as f64;
+    let mut ece = 0.0;
+    let out = acc
+        .into_iter()
+        .map(|(csum, ok, count)| {
+            if count == 0 {
+                return Bin {
+                    confidence: 0.0,
+                    accuracy: 0.0,
+                    count,
+                };
+            }
+            let (conf, a) = (csum / count as f64, ok as f64 / count as f64);
+            ece += count as f64 / n * (conf - a).abs();
+            Bin {
+                confidence: conf,
+                accuracy: a,
+                count,
+            }
+        })
+        .collect();
+    (ece, out)
+}
+
+/// Mean binary cross-entropy of probabilities against one-hot labels (clipped as Keras does).
+pub fn bce(probs: &[Vec<f32>], truth: &[usize]) -> f64 {
+    let mut sum = 0.0f64;
+    let mut n = 0usize;
+    for (p, &t) in probs.iter().zip(truth) {
+        for (c, &v) in p.iter().enumerate() {
+            let v = (v as f64).clamp(1e-7, 1.0 - 1e-7);
+            sum -= if c == t { v.ln() } else { (1.0 - v).ln() };
+            n += 1;
+        }
+    }
+    sum / n.max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +196,26 @@ mod tests {
         assert!((m.per_class[0].recall - 2.0 / 3.0).abs() < 1e-12);
         assert!((m.per_class[1].precision - 0.5).abs() < 1e-12);
         assert_eq!(m.per_class[1].support, 2);
+    }
+
+    #[test]
+    fn auc_by_counting_pairs() {
+        let s = [0.1, 0.4, 0.35, 0.8, 0.4];
+        let p = [false, false, true, true, true];
+        // pairs (pos, neg): (0.35,0.1)=1 (0.35,0.4)=0 (0.8,*)=2 (0.4,0.1)=1 (0.4,0.4)=0.5 -> 4.5/6
+        assert!((roc_auc(&s, &p).unwrap() - 4.5 / 6.0).abs() < 1e-12);
+        assert_eq!(roc_auc(&s, &[true; 5]), None);
+        let c = roc_curve(&s, &p);
+        assert_eq!(c.first(), Some(&(0.0, 0.0)));
+        assert_eq!(c.last(), Some(&(1.0, 1.0)));
+    }
+
+    #[test]
+    fn calibration_error_of_known_bins() {
+        // two samples at 0.95 (one right), two at 0.55 (both right)
+        let (ece, bins) = calibration(&[0.95, 0.95, 0.55, 0.55], &[true, false, true, true], 10);
+        assert!((ece - (0.5 * 0.45 + 0.5 * 0.45)).abs() < 1e-12);
+        assert_eq!(bins[9].count, 2);
+        assert_eq!(bins[5].accuracy, 1.0);
     }
 }

@@ -1,4 +1,6 @@
 //! Using a trained model: class probabilities for images, and test-set figures.
 
+pub mod card;
 pub mod metrics;
 pub mod predict;
+pub mod report;
