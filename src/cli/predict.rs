@@ -24,6 +24,10 @@ pub struct PredictArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     pub backend: Backend,
+    /// Write a Grad-CAM heat map per image into this folder (`<name>.gradcam.png`): where the
+    /// last convolutional block looked for the predicted class.
+    #[arg(long)]
+    pub explain: Option<PathBuf>,
     /// Image files or folders (searched recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -109,8 +113,41 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
             _ => {}
         }
     }
+    if let Some(dir) = &a.explain {
+        explain(&loaded.model, &preds, dir, a.batch, &device)?;
+    }
     if failed > 0 {
         anyhow::bail!("{failed} of {} images could not be read", preds.len());
     }
+    Ok(())
+}
+
+fn explain(
+    model: &crate::model::Classifier,
+    preds: &[crate::eval::predict::Prediction],
+    dir: &std::path::Path,
+    batch: usize,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let spec = crate::eval::predict::input_spec(model);
+    let ok: Vec<_> = preds.iter().filter_map(|p| p.label().map(|l| (p, l))).collect();
+    for chunk in ok.chunks(batch.max(1)) {
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        let mut names = Vec::new();
+        for (p, l) in chunk {
+            if let Ok(img) = spec.load(&p.path) {
+                images.push(img);
+                labels.push(*l);
+                let stem = p.path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+                names.push(dir.join(format!("{stem}.gradcam.png")));
+            }
+        }
+        for (img, path) in crate::eval::gradcam::explain(model, &images, &labels, device).into_iter().zip(names) {
+            img.save(&path).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    eprintln!("Grad-CAM heat maps written to {}", dir.display());
     Ok(())
 }
