@@ -36,7 +36,9 @@ impl Backend {
     pub fn device(self) -> Result<Device, BackendUnavailable> {
         match self {
             Backend::Flex => Ok(Device::flex()),
+            // Deprecated by burn; kept only so the two CPU backends can be measured side by side.
             #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
             Backend::Ndarray => Ok(Device::ndarray()),
             #[cfg(not(feature = "ndarray"))]
             Backend::Ndarray => Err(BackendUnavailable(self, "ndarray")),

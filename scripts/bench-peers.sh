@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the same three workloads in faceattr, PyTorch and Keras on this machine, in one run,
+# and prints one table (images/s, 218x178, float32, random weights with VGG16's real widths):
+#   W1 base forward (batch 12 and 32), W2 one reference training step (forward all, backward
+#   block5 + head, Adam), W3 the same step from cached block4_pool features.
+# Installs torch (CPU) and tensorflow-cpu + tf_keras into ./.venv-peers on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS="${THREADS:-2}"
+REPEATS="${REPEATS:-3}"
+VENV=.venv-peers
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu || "$VENV/bin/pip" install -q torch
+  "$VENV/bin/pip" install -q tensorflow-cpu tf_keras
+fi
+[ -x target/release/faceattr ] || cargo build --release
+export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS"
+ours=$(target/release/faceattr bench model --json --repeats "$REPEATS")
+torch=$("$VENV/bin/python" scripts/peers.py torch "$THREADS" "$REPEATS")
+keras=$(TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" scripts/peers.py keras "$THREADS" "$REPEATS")
+python3 - "$ours" "$torch" "$keras" <<'PY'
+import json, sys
+cols = ["faceattr", "PyTorch", "Keras"]
+rows = [json.loads(a) for a in sys.argv[1:]]
+keys = [("w1_b12_img_s", "W1 base forward, batch 12"), ("w1_b32_img_s", "W1 base forward, batch 32"),
+        ("w2_b12_img_s", "W2 reference training step, batch 12"), ("w3_b12_img_s", "W3 step from cached block4, batch 12")]
+print(f"{'images/s':<40}" + "".join(f"{c:>12}" for c in cols))
+for k, name in keys:
+    print(f"{name:<40}" + "".join(f"{r.get(k, float('nan')):>12.2f}" for r in rows))
+PY
