@@ -2,47 +2,32 @@
 //! generated images: metrics recomputed independently, valid pictures, the subgroup table on
 //! a fake attribute file, and Grad-CAM heat on the coloured "face".
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use faceattr::data::synthetic::write_dataset;
-use faceattr::train::config::{CacheMode, TrainArgs};
 use faceattr::train::trainer::train;
 
 fn trained(root: &Path) -> std::path::PathBuf {
     write_dataset(&root.join("data"), [60, 10, 12], 178, 218, 0).unwrap();
-    let args = TrainArgs {
-        data: root.join("data/train"),
-        valid: Some(root.join("data/valid")),
-        valid_fraction: 0.2,
-        weights: "random".into(),
-        widths: Some(faceattr::cli::demo::DEMO_WIDTHS.to_vec()),
-        out: root.join("run"),
-        epochs: 5,
-        batch: 12,
-        lr: 1e-3,
-        trainable: faceattr::model::TrainableFrom::REFERENCE,
-        head: 32,
-        patience: 0,
-        seed: 0,
-        conventions: faceattr::model::Conventions::Keras,
-        backend: faceattr::device::Backend::Flex,
-        input: (218, 178),
-        preprocess: None,
-        interpolation: faceattr::preprocess::Interpolation::Nearest,
-        cache: CacheMode::Auto,
-        cache_memory: 64,
-        cache_dtype: faceattr::train::cache::CacheDtype::F32,
-        workers: 2,
-        on_bad_image: faceattr::data::bad::BadImagePolicy::Skip,
-        pixel_limit: faceattr::data::decode::DEFAULT_PIXEL_LIMIT,
-    };
+    let mut args = common::train_args(
+        &root.join("data"),
+        &root.join("run"),
+        &faceattr::cli::demo::DEMO_WIDTHS,
+    );
+    args.epochs = 5;
+    args.head = 32;
     train(args, false, true).unwrap();
     root.join("run/weights/best.safetensors")
 }
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_faceattr")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_faceattr"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -55,19 +40,43 @@ fn eval_report_pictures_subgroups_card_and_explanations() {
     for class in ["cool", "warm"] {
         for i in 0..12 {
             let _ = class;
-            attrs.push_str(&format!("{i:04}.jpg {} -1\n", if i % 2 == 1 { "1" } else { "-1" }));
+            attrs.push_str(&format!(
+                "{i:04}.jpg {} -1\n",
+                if i % 2 == 1 { "1" } else { "-1" }
+            ));
         }
     }
     let attr_file = d.path().join("attrs.txt");
     std::fs::write(&attr_file, attrs).unwrap();
     let out = d.path().join("eval");
-    let o = run(&["eval", "--model", model.to_str().unwrap(), "--data", test.to_str().unwrap(), "--out", out.to_str().unwrap(), "--attributes", attr_file.to_str().unwrap(), "--json"]);
+    let o = run(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        test.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--attributes",
+        attr_file.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
 
     // recompute the figures from predict's own probabilities
-    let p = run(&["predict", "--model", model.to_str().unwrap(), "--json", test.to_str().unwrap()]);
-    let preds: Vec<serde_json::Value> = String::from_utf8(p.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let p = run(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        test.to_str().unwrap(),
+    ]);
+    let preds: Vec<serde_json::Value> = String::from_utf8(p.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(preds.len(), 24);
     let mut confusion = [[0u64; 2]; 2];
     for pr in &preds {
@@ -76,12 +85,26 @@ fn eval_report_pictures_subgroups_card_and_explanations() {
         let pl = usize::from(pr["label"] == "warm");
         confusion[t][pl] += 1;
     }
-    let got: Vec<Vec<u64>> = r["confusion"].as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()).collect();
+    let got: Vec<Vec<u64>> = r["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect()
+        })
+        .collect();
     assert_eq!(got, vec![confusion[0].to_vec(), confusion[1].to_vec()]);
     assert_eq!(got.iter().flatten().sum::<u64>(), 24);
     let acc = (confusion[0][0] + confusion[1][1]) as f64 / 24.0;
     assert!((r["accuracy"].as_f64().unwrap() - acc).abs() < 1e-12);
-    assert!(acc >= 0.75, "the tiny model should learn the colours, got {acc}");
+    assert!(
+        acc >= 0.75,
+        "the tiny model should learn the colours, got {acc}"
+    );
     let recall_warm = confusion[1][1] as f64 / 12.0;
     assert!((r["per_class"][1]["recall"].as_f64().unwrap() - recall_warm).abs() < 1e-12);
     assert_eq!(r["per_class"][1]["support"], 12);
@@ -93,39 +116,70 @@ fn eval_report_pictures_subgroups_card_and_explanations() {
     // subgroups: "Odd" splits 12/12, "Never" has nobody with it
     let sg = r["subgroups"].as_array().unwrap();
     let odd = sg.iter().find(|g| g["attribute"] == "Odd").unwrap();
-    assert_eq!((odd["n_with"].as_u64(), odd["n_without"].as_u64()), (Some(12), Some(12)));
+    assert_eq!(
+        (odd["n_with"].as_u64(), odd["n_without"].as_u64()),
+        (Some(12), Some(12))
+    );
     let never = sg.iter().find(|g| g["attribute"] == "Never").unwrap();
     assert_eq!(never["n_with"], 0);
     // pictures of the expected sizes (subgroups: one bar pair, "Never" has nobody to compare)
-    for (f, size) in [("confusion_matrix.png", (560, 520)), ("roc.png", (520, 520)), ("reliability.png", (520, 520)), ("subgroups.png", (900, 80 + 22))] {
+    for (f, size) in [
+        ("confusion_matrix.png", (560, 520)),
+        ("roc.png", (520, 520)),
+        ("reliability.png", (520, 520)),
+        ("subgroups.png", (900, 80 + 22)),
+    ] {
         let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert_eq!((img.width(), img.height()), size, "{f}");
     }
     let errors = image::open(out.join("errors.png")).unwrap();
     assert_eq!(errors.width(), 512);
     let card = std::fs::read_to_string(out.join("card.md")).unwrap();
-    assert!(card.contains("appearance is not a person's gender") && card.contains("accuracy"), "{card}");
+    assert!(
+        card.contains("appearance is not a person's gender") && card.contains("accuracy"),
+        "{card}"
+    );
     let c = run(&["card", "--model", model.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&c.stdout).contains("## Limits"));
 
     // Grad-CAM: heat on the coloured ellipse rather than the grey background
     let cam_dir = d.path().join("cam");
     let warm = test.join("warm");
-    let e = run(&["predict", "--model", model.to_str().unwrap(), "--explain", cam_dir.to_str().unwrap(), warm.to_str().unwrap()]);
+    let e = run(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--explain",
+        cam_dir.to_str().unwrap(),
+        warm.to_str().unwrap(),
+    ]);
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
     let (mut inside, mut outside) = (Vec::new(), Vec::new());
     for i in 0..12 {
-        let photo = image::open(warm.join(format!("{i:04}.jpg"))).unwrap().to_rgb8();
-        let cam = image::open(cam_dir.join(format!("{i:04}.gradcam.png"))).unwrap().to_rgb8();
+        let photo = image::open(warm.join(format!("{i:04}.jpg")))
+            .unwrap()
+            .to_rgb8();
+        let cam = image::open(cam_dir.join(format!("{i:04}.gradcam.png")))
+            .unwrap()
+            .to_rgb8();
         assert_eq!(cam.dimensions(), photo.dimensions());
         for (p, c) in photo.pixels().zip(cam.pixels()) {
             // heat = how far the blend moved towards red/yellow (jet's hot end) from the photo
             let heat = c.0[0] as f32 - 0.55 * p.0[0] as f32;
-            if p.0[0] as i32 - p.0[2] as i32 > 50 { inside.push(heat) } else { outside.push(heat) }
+            if p.0[0] as i32 - p.0[2] as i32 > 50 {
+                inside.push(heat)
+            } else {
+                outside.push(heat)
+            }
         }
     }
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
-    assert!(mean(&inside) > mean(&outside), "heat inside {} vs outside {}", mean(&inside), mean(&outside));
+    assert!(
+        mean(&inside) > mean(&outside),
+        "heat inside {} vs outside {}",
+        mean(&inside),
+        mean(&outside)
+    );
 }
 
 #[test]
@@ -136,10 +190,21 @@ fn eval_refuses_data_with_other_classes_and_non_models() {
         std::fs::create_dir_all(d.path().join("other").join(c)).unwrap();
         std::fs::write(d.path().join("other").join(c).join("x.jpg"), b"x").unwrap();
     }
-    let o = run(&["eval", "--model", model.to_str().unwrap(), "--data", d.path().join("other").to_str().unwrap()]);
+    let o = run(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        d.path().join("other").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("[\"cat\", \"dog\"]"));
-    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/torch/tiny_vgg16.safetensors");
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/torch/tiny_vgg16.safetensors");
     let o = run(&["predict", "--model", fixture.to_str().unwrap(), "x.jpg"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a model saved by faceattr"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a model saved by faceattr"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

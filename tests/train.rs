@@ -2,6 +2,8 @@
 //! exact, a killed run resumes to the same weights, the run folder has everything, a
 //! non-finite loss stops cleanly.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,32 +21,13 @@ fn dataset(root: &Path) -> PathBuf {
 }
 
 fn args(data: &Path, out: &Path) -> TrainArgs {
-    TrainArgs {
-        data: data.join("train"),
-        valid: Some(data.join("valid")),
-        valid_fraction: 0.2,
-        weights: "random".into(),
-        widths: Some(WIDTHS.to_vec()),
-        out: out.to_path_buf(),
-        epochs: 3,
-        batch: 8,
-        lr: 1e-3,
-        trainable: faceattr::model::TrainableFrom::REFERENCE,
-        head: 8,
-        patience: 0,
-        seed: 5,
-        conventions: faceattr::model::Conventions::Keras,
-        backend: faceattr::device::Backend::Flex,
-        input: (64, 48),
-        preprocess: None,
-        interpolation: faceattr::preprocess::Interpolation::Nearest,
-        cache: CacheMode::Auto,
-        cache_memory: 64,
-        cache_dtype: faceattr::train::cache::CacheDtype::F32,
-        workers: 2,
-        on_bad_image: faceattr::data::bad::BadImagePolicy::Skip,
-        pixel_limit: faceattr::data::decode::DEFAULT_PIXEL_LIMIT,
-    }
+    let mut a = common::train_args(data, out, &WIDTHS);
+    a.epochs = 3;
+    a.batch = 8;
+    a.head = 8;
+    a.seed = 5;
+    a.input = (64, 48);
+    a
 }
 
 fn weights(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {

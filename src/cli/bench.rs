@@ -122,7 +122,7 @@ pub struct ModelBenchArgs {
     /// Timed runs per workload (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// Run only these workloads (w1, w2, w3); default all.
+    /// Run only these workloads (w1, w1_b12, w1_b32, w2, w3); default all.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Input size HEIGHTxWIDTH.
@@ -200,10 +200,12 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
 
-    if want("w1") {
+    if want("w1") || want("w1_b12") {
         r.w1_b12_img_s = Some(median_img_s(12, a.repeats, || {
             let _ = values(&model.base.features(x12.clone()));
         }));
+    }
+    if want("w1") || want("w1_b32") {
         r.w1_b32_img_s = Some(median_img_s(32, a.repeats, || {
             let _ = values(&model.base.features(x32.clone()));
         }));

@@ -12,7 +12,7 @@ use crate::device::Backend;
 use crate::eval::metrics::compute;
 use crate::eval::predict::predict;
 use crate::model::saved;
-use crate::train::config::{CacheMode, TrainArgs};
+use crate::train::config::TrainArgs;
 use crate::train::trainer::train;
 
 #[derive(Args, Debug)]
@@ -49,32 +49,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     if run.exists() {
         std::fs::remove_dir_all(&run)?;
     }
-    let args = TrainArgs {
-        data: data.join("train"),
-        valid: Some(data.join("valid")),
-        valid_fraction: 0.2,
-        weights: "random".into(),
-        widths: Some(DEMO_WIDTHS.to_vec()),
-        out: run.clone(),
-        epochs: a.epochs,
-        batch: 12,
-        lr: 1e-3,
-        trainable: crate::model::TrainableFrom::REFERENCE,
-        head: 32,
-        patience: 3,
-        seed: a.seed,
-        conventions: crate::model::Conventions::Keras,
-        backend: a.backend,
-        input: (218, 178),
-        preprocess: None,
-        interpolation: crate::preprocess::Interpolation::Nearest,
-        cache: CacheMode::Auto,
-        cache_memory: 1024,
-        cache_dtype: crate::train::cache::CacheDtype::F32,
-        workers: 2,
-        on_bad_image: crate::data::bad::BadImagePolicy::Skip,
-        pixel_limit: crate::data::decode::DEFAULT_PIXEL_LIMIT,
-    };
+    let mut args = TrainArgs::new(&data.join("train"), "random", &run)?;
+    args.valid = Some(data.join("valid"));
+    args.widths = Some(DEMO_WIDTHS.to_vec());
+    args.epochs = a.epochs;
+    args.head = 32;
+    args.seed = a.seed;
+    args.backend = a.backend;
+    args.cache_memory = 1024;
     train(args, false, false)?;
 
     let device = a.backend.device()?;

@@ -131,7 +131,10 @@ fn explain(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let spec = crate::eval::predict::input_spec(model);
-    let ok: Vec<_> = preds.iter().filter_map(|p| p.label().map(|l| (p, l))).collect();
+    let ok: Vec<_> = preds
+        .iter()
+        .filter_map(|p| p.label().map(|l| (p, l)))
+        .collect();
     for chunk in ok.chunks(batch.max(1)) {
         let mut images = Vec::new();
         let mut labels = Vec::new();
@@ -140,12 +143,20 @@ fn explain(
             if let Ok(img) = spec.load(&p.path) {
                 images.push(img);
                 labels.push(*l);
-                let stem = p.path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+                let stem = p
+                    .path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("image");
                 names.push(dir.join(format!("{stem}.gradcam.png")));
             }
         }
-        for (img, path) in crate::eval::gradcam::explain(model, &images, &labels, device).into_iter().zip(names) {
-            img.save(&path).with_context(|| format!("writing {}", path.display()))?;
+        for (img, path) in crate::eval::gradcam::explain(model, &images, &labels, device)
+            .into_iter()
+            .zip(names)
+        {
+            img.save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     eprintln!("Grad-CAM heat maps written to {}", dir.display());

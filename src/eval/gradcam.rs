@@ -11,11 +11,20 @@ use crate::model::Classifier;
 use crate::model::layers::{global_average_pool, max_pool2, values};
 
 /// Heat maps [N][h*w] (values 0..1, block5 resolution) for `class` of each image in `x`.
-pub fn heatmaps(model: &Classifier, x: Tensor<4>, classes: &[usize]) -> (Vec<Vec<f32>>, usize, usize) {
+pub fn heatmaps(
+    model: &Classifier,
+    x: Tensor<4>,
+    classes: &[usize],
+) -> (Vec<Vec<f32>>, usize, usize) {
     let acts = model.base.forward_convs(x, 0..12);
     let last = &model.base.convs[12];
-    let a = crate::model::layers::conv3x3_relu(acts, &last.weight, &last.bias).autodiff().require_grad();
-    let logits = model.head.logits_inference(global_average_pool(max_pool2(a.clone())), model.spec.conventions);
+    let a = crate::model::layers::conv3x3_relu(acts, &last.weight, &last.bias)
+        .autodiff()
+        .require_grad();
+    let logits = model.head.logits_inference(
+        global_average_pool(max_pool2(a.clone())),
+        model.spec.conventions,
+    );
     let [n, k] = logits.dims();
     let mut mask = vec![0.0f32; n * k];
     for (i, &c) in classes.iter().enumerate() {
@@ -32,7 +41,9 @@ pub fn heatmaps(model: &Classifier, x: Tensor<4>, classes: &[usize]) -> (Vec<Vec
         let mut cam = vec![0.0f32; h * w];
         for ch in 0..c {
             let base = (i * c + ch) * h * w;
-            let alpha: f32 = g.get(base..base + h * w).map_or(0.0, |s| s.iter().sum::<f32>() / (h * w) as f32);
+            let alpha: f32 = g
+                .get(base..base + h * w)
+                .map_or(0.0, |s| s.iter().sum::<f32>() / (h * w) as f32);
             for (p, v) in cam.iter_mut().enumerate() {
                 *v += alpha * av[base + p];
             }
@@ -64,18 +75,32 @@ pub fn overlay(photo: &RgbImage, cam: &[f32], h: usize, w: usize) -> RgbImage {
         let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
         let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
         let at = |yy: usize, xx: usize| cam[yy * w + xx];
-        (at(y0, x0) * (1.0 - tx) + at(y0, x1) * tx) * (1.0 - ty) + (at(y1, x0) * (1.0 - tx) + at(y1, x1) * tx) * ty
+        (at(y0, x0) * (1.0 - tx) + at(y0, x1) * tx) * (1.0 - ty)
+            + (at(y1, x0) * (1.0 - tx) + at(y1, x1) * tx) * ty
     };
     RgbImage::from_fn(pw, ph, |x, y| {
         let heat = jet(sample(x, y));
         let p = photo.get_pixel(x, y).0;
-        Rgb([0, 1, 2].map(|c| (0.55 * p[c] as f32 + 0.45 * heat[c]).round().clamp(0.0, 255.0) as u8))
+        Rgb([0, 1, 2].map(|c| {
+            (0.55 * p[c] as f32 + 0.45 * heat[c])
+                .round()
+                .clamp(0.0, 255.0) as u8
+        }))
     })
 }
 
 /// Heat maps for images already decoded and resized to the model's input.
-pub fn explain(model: &Classifier, images: &[RgbImage], classes: &[usize], device: &Device) -> Vec<RgbImage> {
+pub fn explain(
+    model: &Classifier,
+    images: &[RgbImage],
+    classes: &[usize],
+    device: &Device,
+) -> Vec<RgbImage> {
     let spec = super::predict::input_spec(model);
     let (maps, h, w) = heatmaps(model, spec.batch(images, device), classes);
-    images.iter().zip(maps).map(|(img, m)| overlay(img, &m, h, w)).collect()
+    images
+        .iter()
+        .zip(maps)
+        .map(|(img, m)| overlay(img, &m, h, w))
+        .collect()
 }

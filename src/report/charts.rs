@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::eval::report::{EvalReport, Mistake, Subgroup};
@@ -83,15 +84,16 @@ pub fn confusion_matrix(path: &Path, r: &EvalReport) -> Result<(), String> {
     root.present().map_err(err)
 }
 
-pub fn roc(path: &Path, r: &EvalReport) -> Result<(), String> {
-    super::font::ensure()?;
-    let root = BitMapBackend::new(path, (520, 520)).into_drawing_area();
+/// A 0..1 x 0..1 chart with its diagonal drawn, on a 520 x 520 picture.
+fn unit_square<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    title: String,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String>
+{
     root.fill(&WHITE).map_err(err)?;
-    let title = match r.roc_auc {
-        Some(a) => format!("ROC, AUC {a:.4}"),
-        None => "ROC".into(),
-    };
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
@@ -100,13 +102,23 @@ pub fn roc(path: &Path, r: &EvalReport) -> Result<(), String> {
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("false positive rate")
-        .y_desc("true positive rate")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
         .map_err(err)?;
+    Ok(chart)
+}
+
+pub fn roc(path: &Path, r: &EvalReport) -> Result<(), String> {
+    super::font::ensure()?;
+    let root = BitMapBackend::new(path, (520, 520)).into_drawing_area();
+    let title = r
+        .roc_auc
+        .map_or_else(|| "ROC".to_string(), |a| format!("ROC, AUC {a:.4}"));
+    let mut chart = unit_square(&root, title, "false positive rate", "true positive rate")?;
     chart
         .draw_series(LineSeries::new(r.roc.clone(), BLUE.stroke_width(2)))
         .map_err(err)?;
@@ -116,26 +128,12 @@ pub fn roc(path: &Path, r: &EvalReport) -> Result<(), String> {
 pub fn reliability(path: &Path, r: &EvalReport) -> Result<(), String> {
     super::font::ensure()?;
     let root = BitMapBackend::new(path, (520, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("reliability (ECE {:.4})", r.ece),
-            ("sans-serif", 20),
-        )
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("confidence")
-        .y_desc("accuracy")
-        .draw()
-        .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
-        .map_err(err)?;
+    let mut chart = unit_square(
+        &root,
+        format!("reliability (ECE {:.4})", r.ece),
+        "confidence",
+        "accuracy",
+    )?;
     let n = r.reliability.len().max(1) as f64;
     chart
         .draw_series(

@@ -89,3 +89,50 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = DEFAULT_PIXEL_LIMIT)]
     pub pixel_limit: u64,
 }
+
+impl TrainArgs {
+    /// A run with every option at its command-line default, so the library, the demo and the
+    /// tests share one set of defaults with `faceattr train --help`.
+    pub fn new(
+        data: &std::path::Path,
+        weights: &str,
+        out: &std::path::Path,
+    ) -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        use clap::Parser;
+        let data = data.display().to_string();
+        let out = out.display().to_string();
+        Wrapper::try_parse_from([
+            "faceattr-train",
+            "--data",
+            &data,
+            "--weights",
+            weights,
+            "--out",
+            &out,
+        ])
+        .map(|w| w.args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_reference_recipe() {
+        let a =
+            TrainArgs::new(std::path::Path::new("d"), "w.h5", std::path::Path::new("o")).unwrap();
+        assert_eq!(
+            (a.epochs, a.batch, a.lr, a.patience, a.head),
+            (20, 12, 1e-3, 3, 128)
+        );
+        assert_eq!(a.trainable, TrainableFrom::REFERENCE);
+        assert_eq!(a.conventions, Conventions::Keras);
+        assert_eq!(a.input, (218, 178));
+    }
+}

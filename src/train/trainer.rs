@@ -508,8 +508,8 @@ fn build_model(
     device: &Device,
 ) -> Result<(Classifier, String), TrainError> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-    let classes = train.classes.clone();
-    if args.weights == "random" {
+    // The base and the preprocessing its weights expect; a random base takes Keras' caffe.
+    let (base, weights_prep, described) = if args.weights == "random" {
         let widths: [usize; 13] = match &args.widths {
             None => VGG16_WIDTHS,
             Some(w) => w
@@ -517,48 +517,37 @@ fn build_model(
                 .try_into()
                 .map_err(|_| TrainError::Config("--widths needs 13 numbers".into()))?,
         };
-        let spec = ModelSpec {
-            input_hw: args.input,
-            preprocessing: args
-                .preprocess
-                .unwrap_or(crate::preprocess::Preprocessing::Caffe),
-            interpolation: args.interpolation,
-            conventions: args.conventions,
-            trainable: args.trainable,
-            class_names: classes.clone(),
-        };
         let base = Vgg16::random(&widths, &mut rng, device);
-        let head = Head::random(
-            base.feature_dim(),
-            args.head,
-            classes.len(),
-            &mut rng,
-            device,
-        );
-        return Ok((
-            Classifier { base, head, spec },
+        (
+            base,
+            crate::preprocess::Preprocessing::Caffe,
             format!("random (seed {})", args.seed),
-        ));
-    }
-    let path = PathBuf::from(&args.weights);
-    let ws = crate::weights::load(&path)?;
+        )
+    } else {
+        let path = PathBuf::from(&args.weights);
+        let ws = crate::weights::load(&path)?;
+        (
+            Vgg16::from_weights(&ws, device)?,
+            ws.preprocessing,
+            path.display().to_string(),
+        )
+    };
     let spec = ModelSpec {
         input_hw: args.input,
-        preprocessing: args.preprocess.unwrap_or(ws.preprocessing),
+        preprocessing: args.preprocess.unwrap_or(weights_prep),
         interpolation: args.interpolation,
         conventions: args.conventions,
         trainable: args.trainable,
-        class_names: classes.clone(),
+        class_names: train.classes.clone(),
     };
-    let base = Vgg16::from_weights(&ws, device)?;
     let head = Head::random(
         base.feature_dim(),
         args.head,
-        classes.len(),
+        train.classes.len(),
         &mut rng,
         device,
     );
-    Ok((Classifier { base, head, spec }, path.display().to_string()))
+    Ok((Classifier { base, head, spec }, described))
 }
 
 fn model_prefix_dims(model: &Classifier) -> [usize; 3] {

@@ -71,3 +71,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
+
+/// Training options for the tests: command-line defaults, random base of `widths`, seeded.
+pub fn train_args(
+    data: &std::path::Path,
+    out: &std::path::Path,
+    widths: &[usize],
+) -> faceattr::train::config::TrainArgs {
+    let mut a = faceattr::train::config::TrainArgs::new(&data.join("train"), "random", out)
+        .expect("defaults parse");
+    a.valid = Some(data.join("valid"));
+    a.widths = Some(widths.to_vec());
+    a.patience = 0;
+    a.cache_memory = 64;
+    a
+}
