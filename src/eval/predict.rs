@@ -20,14 +20,11 @@ pub struct Prediction {
 impl Prediction {
     /// Index of the predicted class (argmax).
     pub fn label(&self) -> Option<usize> {
-        let p = self.probs.as_ref().ok()?;
-        p.iter()
-            .enumerate()
-            .fold(None, |best: Option<(usize, f32)>, (i, &v)| match best {
-                Some((_, b)) if b >= v => best,
-                _ => Some((i, v)),
-            })
-            .map(|(i, _)| i)
+        self.probs
+            .as_ref()
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(|p| super::metrics::argmax(p))
     }
 }
 

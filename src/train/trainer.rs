@@ -609,17 +609,7 @@ pub(crate) fn count_correct(logits: &[f32], labels: &[usize], classes: usize) ->
     logits
         .chunks(classes)
         .zip(labels)
-        .filter(|(row, l)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
-                .0;
-            best == **l
-        })
+        .filter(|(row, l)| crate::eval::metrics::argmax(row) == **l)
         .count()
 }
 
