@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::device::Backend;
 use crate::model::head::Head;
-use crate::model::layers::{tensor2, tensor4, values};
+use crate::model::layers::{tensor4, values};
 use crate::model::vgg16::{VGG16_WIDTHS, Vgg16};
 use crate::model::{Classifier, Conventions, ModelSpec, TrainableFrom};
 use crate::preprocess::{Interpolation, Preprocessing};
@@ -189,10 +189,8 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
     };
     let x12 = input(12);
     let x32 = input(32);
-    let y: Vec<f32> = (0..12)
-        .flat_map(|i| if i % 2 == 0 { [1.0, 0.0] } else { [0.0, 1.0] })
-        .collect();
-    let y = tensor2(&y, [12, 2], &device);
+    let labels: Vec<usize> = (0..12).map(|i| i % 2).collect();
+    let y = crate::train::trainer::one_hot(&labels, 2, &device);
     let want = |k: &str| a.only.is_empty() || a.only.iter().any(|o| o.eq_ignore_ascii_case(k));
     let mut r = Report {
         backend: format!("{:?}", a.backend).to_lowercase(),

@@ -37,33 +37,12 @@ fn expand(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {
-            let mut files = Vec::new();
-            collect(p, &mut files).with_context(|| format!("reading folder {}", p.display()))?;
-            files.sort();
-            out.extend(files);
+            out.extend(crate::data::folder::files_under(p)?);
         } else {
             out.push(p.clone());
         }
     }
     Ok(out)
-}
-
-fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'))
-        {
-            continue;
-        }
-        if p.is_dir() {
-            collect(&p, out)?;
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {

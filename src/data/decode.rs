@@ -87,42 +87,6 @@ pub fn decode_bytes(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbIm
     Ok(to_rgb_over_white(img))
 }
 
-/// Reads only the header: format name and size (for scans and `data inspect`).
-pub fn probe(path: &Path, pixel_limit: u64) -> Result<(String, u32, u32), DecodeError> {
-    let meta = std::fs::metadata(path).map_err(|source| DecodeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if meta.len() == 0 {
-        return Err(DecodeError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
-    let reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| DecodeError::NotAnImage {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let format = reader.format().ok_or_else(|| DecodeError::NotAnImage {
-        path: path.to_path_buf(),
-        reason: "unknown format".into(),
-    })?;
-    let (w, h) = reader.into_dimensions().map_err(|e| DecodeError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    if w as u64 * h as u64 > pixel_limit {
-        return Err(DecodeError::TooLarge {
-            path: path.to_path_buf(),
-            width: w,
-            height: h,
-            limit: pixel_limit,
-        });
-    }
-    Ok((format!("{format:?}").to_lowercase(), w, h))
-}
-
 impl DecodeError {
     /// The file the error is about.
     pub fn path(&self) -> &Path {

@@ -68,6 +68,14 @@ pub fn scan(root: &Path) -> Result<LabeledSet, DataError> {
     })
 }
 
+/// Every non-hidden file under `dir`, recursively, sorted; symlinks followed without looping.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut files = Vec::new();
+    walk(dir, &mut files, &mut HashSet::new())?;
+    files.sort();
+    Ok(files)
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<(), DataError> {
     let canonical = std::fs::canonicalize(dir).map_err(io_err(dir))?;
     if !seen.insert(canonical) {

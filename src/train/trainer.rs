@@ -266,10 +266,7 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
     };
     let first = model.spec.trainable.first_conv();
     let use_cache = args.cache == CacheMode::Auto && first > 0;
-    let row = {
-        let (h, w) = spatial_after(model.spec.input_hw, first - usize::from(first > 0));
-        model.base.convs[first.saturating_sub(1)].out_channels() * h * w
-    };
+    let row: usize = model_prefix_dims(&model).iter().product();
     let budget = args.cache_memory.saturating_mul(1 << 20);
     let mut caches = if use_cache {
         let mk = |n: usize, name: &str| {
@@ -346,7 +343,7 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
                     continue;
                 }
                 let labels: Vec<usize> = idx.iter().map(|&i| train_set.samples[i].label).collect();
-                let prefix = from_cache(cache, &idx, row, model_prefix_dims(&model), &device);
+                let prefix = from_cache(cache, &idx, model_prefix_dims(&model), &device);
                 let l = step(&mut model, &mut adam, prefix, &labels);
                 if !l.is_finite() {
                     worst_loss = l;
@@ -396,7 +393,6 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
             &bad_log,
             &mut bad_valid,
             caches.as_mut().map(|(_, v)| v),
-            row,
             &device,
         )?;
         let record = EpochRecord {
@@ -550,6 +546,7 @@ fn build_model(
     Ok((Classifier { base, head, spec }, described))
 }
 
+/// Channels, height and width of the frozen prefix's output: one cache row.
 fn model_prefix_dims(model: &Classifier) -> [usize; 3] {
     let first = model.spec.trainable.first_conv();
     let (h, w) = spatial_after(model.spec.input_hw, first - usize::from(first > 0));
@@ -564,13 +561,8 @@ fn all_cached(cache: &FeatureCache, order: &[usize], bad: &HashSet<usize>) -> bo
     order.iter().all(|&i| bad.contains(&i) || cache.has(i))
 }
 
-fn from_cache(
-    cache: &FeatureCache,
-    idx: &[usize],
-    row: usize,
-    dims: [usize; 3],
-    device: &Device,
-) -> Tensor<4> {
+fn from_cache(cache: &FeatureCache, idx: &[usize], dims: [usize; 3], device: &Device) -> Tensor<4> {
+    let row: usize = dims.iter().product();
     let mut data = vec![0.0f32; idx.len() * row];
     for (k, &i) in idx.iter().enumerate() {
         cache.get(i, &mut data[k * row..(k + 1) * row]);
@@ -621,7 +613,6 @@ fn validate(
     bad_log: &BadImageLog,
     bad: &mut HashSet<usize>,
     mut cache: Option<&mut FeatureCache>,
-    row: usize,
     device: &Device,
 ) -> Result<(f64, f64), TrainError> {
     let order: Vec<usize> = (0..set.samples.len()).collect();
@@ -644,7 +635,7 @@ fn validate(
                 }
                 let labels: Vec<usize> = idx.iter().map(|&i| set.samples[i].label).collect();
                 eval(
-                    from_cache(c, &idx, row, model_prefix_dims(model), device),
+                    from_cache(c, &idx, model_prefix_dims(model), device),
                     &labels,
                 );
             }
