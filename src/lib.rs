@@ -13,6 +13,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod features;
+pub mod kernels;
 pub mod model;
 pub mod preprocess;
 pub mod progress;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::device::Backend;
 use crate::model::head::Head;
 use crate::model::layers::{tensor4, values};
-use crate::model::vgg16::{VGG16_WIDTHS, Vgg16};
+use crate::model::vgg16::{VGG16_WIDTHS, Vgg16, spatial_after};
 use crate::model::{Classifier, Conventions, ModelSpec, TrainableFrom};
 use crate::preprocess::{Interpolation, Preprocessing};
 use crate::train::{Adam, train_step, train_step_from_prefix};
@@ -128,14 +128,33 @@ pub struct ModelBenchArgs {
     /// Input size HEIGHTxWIDTH.
     #[arg(long, default_value = "218x178", value_parser = super::parse_input_size)]
     pub input: (usize, usize),
+    /// Whose convolutions run on the CPU: faceattr's kernels or burn-flex's own.
+    #[arg(long, value_enum, default_value_t = Kernels::Faceattr)]
+    pub kernels: Kernels,
+    /// Side of the square matrix product that measures the machine's peak (0: skip).
+    #[arg(long, default_value_t = 1536)]
+    pub peak_size: usize,
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(Serialize, Default)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    Faceattr,
+    Burn,
+}
+
+#[derive(Serialize)]
 struct Report {
     backend: String,
+    kernels: Kernels,
     threads: usize,
+    /// float32 matrix-product peak of this machine through `gemm`, all threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_gflops: Option<f64>,
+    /// Work per image of each workload, in GFLOP (multiply-add = 2).
+    gflop_per_image: Workloads,
     #[serde(skip_serializing_if = "Option::is_none")]
     w1_b12_img_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +163,46 @@ struct Report {
     w2_b12_img_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     w3_b12_img_s: Option<f64>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Workloads {
+    w1: f64,
+    w2: f64,
+    w3: f64,
+}
+
+/// GFLOP per image of the convolutions `range` of VGG16 at `input`, forward only.
+fn conv_gflop(input: (usize, usize), range: std::ops::Range<usize>) -> f64 {
+    range
+        .map(|i| {
+            let (h, w) = spatial_after(input, i.saturating_sub(1));
+            let (h, w) = if i == 0 { input } else { (h, w) };
+            let cin = if i == 0 { 3 } else { VGG16_WIDTHS[i - 1] };
+            2.0 * (h * w * 9 * cin * VGG16_WIDTHS[i]) as f64 / 1e9
+        })
+        .sum()
+}
+
+/// W1: the whole base forward. W3: block5 forward and backward (kernel gradients for all
+/// three, input gradients for the last two). W2: W3 plus blocks 1-4 forward.
+fn workloads(input: (usize, usize)) -> Workloads {
+    let b5 = |i: usize| conv_gflop(input, i..i + 1);
+    let w3 = 2.0 * b5(10) + 3.0 * b5(11) + 3.0 * b5(12);
+    Workloads {
+        w1: conv_gflop(input, 0..13),
+        w2: conv_gflop(input, 0..10) + w3,
+        w3,
+    }
+}
+
+impl Report {
+    fn kernels_name(&self) -> &'static str {
+        match self.kernels {
+            Kernels::Faceattr => "faceattr",
+            Kernels::Burn => "burn",
+        }
+    }
 }
 
 fn median_img_s(batch: usize, repeats: usize, mut run: impl FnMut()) -> f64 {
@@ -192,10 +251,18 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
     let labels: Vec<usize> = (0..12).map(|i| i % 2).collect();
     let y = crate::train::trainer::one_hot(&labels, 2, &device);
     let want = |k: &str| a.only.is_empty() || a.only.iter().any(|o| o.eq_ignore_ascii_case(k));
+    crate::kernels::set_enabled(a.kernels == Kernels::Faceattr);
     let mut r = Report {
         backend: format!("{:?}", a.backend).to_lowercase(),
+        kernels: a.kernels,
         threads: rayon::current_num_threads(),
-        ..Default::default()
+        peak_gflops: (a.peak_size > 0)
+            .then(|| crate::kernels::gemm::peak_gflops(a.peak_size, a.repeats.max(3))),
+        gflop_per_image: workloads(a.input),
+        w1_b12_img_s: None,
+        w1_b32_img_s: None,
+        w2_b12_img_s: None,
+        w3_b12_img_s: None,
     };
 
     if want("w1") || want("w1_b12") {
@@ -226,21 +293,42 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "backend {}, {} threads, input {}x{}, median of {} runs",
-            r.backend, r.threads, h, w, a.repeats
+            "backend {}, {} kernels, {} threads, input {}x{}, median of {} runs",
+            r.backend,
+            r.kernels_name(),
+            r.threads,
+            h,
+            w,
+            a.repeats
         );
+        if let Some(p) = r.peak_gflops {
+            println!(
+                "matrix-product peak (gemm, {} threads): {p:.1} GFLOP/s",
+                r.threads
+            );
+        }
+        let g = r.gflop_per_image;
         let rows = [
-            ("W1 base forward, batch 12", r.w1_b12_img_s),
-            ("W1 base forward, batch 32", r.w1_b32_img_s),
-            ("W2 reference training step, batch 12", r.w2_b12_img_s),
+            ("W1 base forward, batch 12", r.w1_b12_img_s, g.w1),
+            ("W1 base forward, batch 32", r.w1_b32_img_s, g.w1),
+            ("W2 reference training step, batch 12", r.w2_b12_img_s, g.w2),
             (
                 "W3 step from cached block4 features, batch 12",
                 r.w3_b12_img_s,
+                g.w3,
             ),
         ];
-        for (name, v) in rows {
+        println!(
+            "{:<48} {:>10} {:>9} {:>8}",
+            "workload", "img/s", "GFLOP/s", "of peak"
+        );
+        for (name, v, gflop) in rows {
             if let Some(v) = v {
-                println!("{name:<48} {v:>8.2} img/s");
+                let rate = v * gflop;
+                let share = r
+                    .peak_gflops
+                    .map_or("-".to_string(), |p| format!("{:.0} %", 100.0 * rate / p));
+                println!("{name:<48} {v:>10.2} {rate:>9.1} {share:>8}");
             }
         }
     }

@@ -3,6 +3,7 @@
 pub mod classifier;
 pub mod conventions;
 pub mod head;
+pub mod host_convs;
 pub mod layers;
 pub mod saved;
 pub mod summary;

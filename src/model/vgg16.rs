@@ -120,7 +120,11 @@ impl Vgg16 {
     }
 
     /// Runs convolutions `range` (each followed by its block's max-pool where one closes it).
+    /// On the CPU without autodiff this is faceattr's own kernels ([`super::host_convs`]).
     pub fn forward_convs(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+        if !range.is_empty() && super::host_convs::applies(&x.device()) {
+            return super::host_convs::forward(&self.convs[range.clone()], range.start, x);
+        }
         for i in range {
             x = conv3x3_relu(x, &self.convs[i].weight, &self.convs[i].bias);
             if pool_after(i) {

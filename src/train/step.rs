@@ -8,10 +8,10 @@ use burn::tensor::Tensor;
 
 use super::adam::Adam;
 use super::loss::bce_with_logits;
-use crate::model::Classifier;
 use crate::model::head::BatchStats;
 use crate::model::layers::{conv3x3_relu, global_average_pool, max_pool2, values};
 use crate::model::vgg16::{CONV_LAYER_NAMES, pool_after};
+use crate::model::{Classifier, host_convs};
 
 #[derive(Debug, Clone)]
 pub struct StepOutput {
@@ -38,6 +38,9 @@ fn forward_backward(
     prefix: Tensor<4>,
     targets: Tensor<2>,
 ) -> (StepOutput, BatchStats, Gradients) {
+    if host_convs::applies(&prefix.device()) {
+        return forward_backward_host(model, prefix, targets);
+    }
     let first = model.spec.trainable.first_conv();
     let convs = model.base.trainable_copy(first..13);
     let head = model.head.trainable_copy();
@@ -59,6 +62,46 @@ fn forward_backward(
         convs: convs
             .iter()
             .map(|c| (c.weight.grad(&grads), c.bias.grad(&grads)))
+            .collect(),
+        dense_w: head.dense_w.grad(&grads),
+        dense_b: head.dense_b.grad(&grads),
+        gamma: head.gamma.grad(&grads),
+        beta: head.beta.grad(&grads),
+        out_w: head.out_w.grad(&grads),
+        out_b: head.out_b.grad(&grads),
+    };
+    (out, stats, g)
+}
+
+/// The same step with the trainable convolutions on faceattr's CPU kernels: only the head
+/// goes through burn's autodiff, and the gradient of its input features is carried back
+/// through the convolutions by [`host_convs::Tape`].
+fn forward_backward_host(
+    model: &Classifier,
+    prefix: Tensor<4>,
+    targets: Tensor<2>,
+) -> (StepOutput, BatchStats, Gradients) {
+    let first = model.spec.trainable.first_conv();
+    let device = prefix.device();
+    let convs = &model.base.convs[first..];
+    let (features, tape) = host_convs::forward_train(convs, first, prefix);
+    let features = features.autodiff().require_grad();
+    let head = model.head.trainable_copy();
+    let (logits, stats) = head.logits_train(features.clone(), model.spec.conventions);
+    let loss = bce_with_logits(logits.clone(), targets.autodiff());
+    let out = StepOutput {
+        loss: values(&loss)[0],
+        logits: values(&logits),
+    };
+    let grads = loss.backward();
+    let conv_grads = match features.grad(&grads) {
+        Some(df) if !convs.is_empty() => tape.backward(convs, &values(&df), &device),
+        _ => Vec::new(),
+    };
+    let g = Gradients {
+        convs: conv_grads
+            .into_iter()
+            .map(|(w, b)| (Some(w), Some(b)))
             .collect(),
         dense_w: head.dense_w.grad(&grads),
         dense_b: head.dense_b.grad(&grads),

@@ -1,0 +1,344 @@
+//! 3x3 'same' convolution (stride 1, zero padding 1) on NHWC as a matrix product: the
+//! 3x3xC neighbourhoods of a block of output pixels are copied into rows of a patch matrix
+//! (im2col), which one `gemm` call multiplies by the packed kernel `[9 * in, out]`; bias and
+//! ReLU are applied while the block is still in cache. Blocks run on all threads, each with
+//! a serial product, so every output element is summed in the same order on every run.
+
+use rayon::prelude::*;
+
+use super::gemm::{MatRef, Threads, matmul};
+
+/// The shape one convolution works on: `n` images of `h x w` pixels, `cin` channels in,
+/// `cout` channels out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    pub cout: usize,
+}
+
+impl ConvShape {
+    pub fn pixels(&self) -> usize {
+        self.n * self.h * self.w
+    }
+    /// Columns of the patch matrix (rows of the packed kernel).
+    pub fn depth(&self) -> usize {
+        9 * self.cin
+    }
+    /// Multiply-adds x 2 of one forward pass.
+    pub fn flops(&self) -> f64 {
+        2.0 * self.pixels() as f64 * self.depth() as f64 * self.cout as f64
+    }
+    /// The same pixels with the channel counts swapped (the input-gradient convolution).
+    fn transposed(&self) -> ConvShape {
+        ConvShape {
+            cin: self.cout,
+            cout: self.cin,
+            ..*self
+        }
+    }
+}
+
+/// Output pixels per block: about 2 MB of patch matrix, at least 128 rows so the kernel's
+/// packing is shared by enough of them.
+fn block_rows(depth: usize) -> usize {
+    ((1usize << 19) / depth.max(1)).clamp(128, 2048)
+}
+
+/// Copies the neighbourhoods of output pixels `first..first + rows` into `patch`
+/// (`rows x 9 * cin`, zero outside the image).
+fn im2col(x: &[f32], s: ConvShape, first: usize, rows: usize, patch: &mut [f32]) {
+    let (h, w, c) = (s.h, s.w, s.cin);
+    let k = s.depth();
+    for r in 0..rows {
+        let p = first + r;
+        let (img, y, xx) = (p / (h * w), p / w % h, p % w);
+        let dst = &mut patch[r * k..(r + 1) * k];
+        for dy in 0..3 {
+            let seg = &mut dst[dy * 3 * c..(dy + 1) * 3 * c];
+            let Some(iy) = (y + dy).checked_sub(1).filter(|&iy| iy < h) else {
+                seg.fill(0.0);
+                continue;
+            };
+            let row = (img * h + iy) * w;
+            if xx >= 1 && xx + 1 < w {
+                seg.copy_from_slice(&x[(row + xx - 1) * c..(row + xx + 2) * c]);
+            } else {
+                for dx in 0..3 {
+                    let part = &mut seg[dx * c..(dx + 1) * c];
+                    match (xx + dx).checked_sub(1).filter(|&ix| ix < w) {
+                        Some(ix) => part.copy_from_slice(&x[(row + ix) * c..(row + ix + 1) * c]),
+                        None => part.fill(0.0),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y = act(conv(x, kernel) + bias)`: `x` is `[n, h, w, cin]`, `kernel` packed `[9 * cin,
+/// cout]` (see `layout::pack_kernel`), the result `[n, h, w, cout]`.
+pub fn forward(
+    x: &[f32],
+    s: ConvShape,
+    kernel: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    assert_eq!(
+        x.len(),
+        s.pixels() * s.cin,
+        "conv input does not match its shape"
+    );
+    assert_eq!(
+        kernel.len(),
+        s.depth() * s.cout,
+        "conv kernel does not match its shape"
+    );
+    let (k, cout) = (s.depth(), s.cout);
+    let mut y = vec![0.0f32; s.pixels() * cout];
+    if y.is_empty() {
+        return y;
+    }
+    let rows = block_rows(k);
+    y.par_chunks_mut(rows * cout).enumerate().for_each_init(
+        Vec::new,
+        |patch: &mut Vec<f32>, (j, dst)| {
+            let m = dst.len() / cout;
+            patch.resize(m * k, 0.0);
+            im2col(x, s, j * rows, m, patch);
+            matmul(
+                (m, cout, k),
+                MatRef::rows(patch, k),
+                MatRef::rows(kernel, cout),
+                dst,
+                cout,
+                false,
+                Threads::Serial,
+            );
+            for px in dst.chunks_exact_mut(cout) {
+                if let Some(b) = bias {
+                    px.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+                if relu {
+                    px.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+        },
+    );
+    y
+}
+
+/// Gradients of one convolution + ReLU.
+pub struct ConvGrads {
+    /// Kernel gradient, packed `[9 * cin, cout]` like the kernel.
+    pub kernel: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// Input gradient `[n, h, w, cin]`, when asked for.
+    pub input: Option<Vec<f32>>,
+}
+
+/// Backward of `y = relu(conv(x) + b)` given `dy`: `flipped` is the kernel packed by
+/// `layout::pack_kernel_flipped`, needed only when `input_grad` is asked for.
+pub fn backward(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    s: ConvShape,
+    flipped: Option<&[f32]>,
+) -> ConvGrads {
+    let (k, cout) = (s.depth(), s.cout);
+    assert_eq!(
+        y.len(),
+        s.pixels() * cout,
+        "conv output does not match its shape"
+    );
+    assert_eq!(
+        dy.len(),
+        y.len(),
+        "conv output gradient does not match its shape"
+    );
+    // through the ReLU
+    let mut dz = dy.to_vec();
+    dz.par_chunks_mut(4096)
+        .zip(y.par_chunks(4096))
+        .for_each(|(g, y)| {
+            g.iter_mut()
+                .zip(y)
+                .for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 })
+        });
+    let mut bias = vec![0.0f32; cout];
+    for px in dz.chunks_exact(cout) {
+        bias.iter_mut().zip(px).for_each(|(b, g)| *b += g);
+    }
+    // kernel gradient = patches^T . dz, over groups of at most ~64 MB of patches, in order
+    let mut kernel = vec![0.0f32; k * cout];
+    let rows = block_rows(k);
+    let group = (((1usize << 24) / k.max(1)) / rows).max(1) * rows;
+    let mut patch = Vec::new();
+    for (g, first) in (0..s.pixels()).step_by(group).enumerate() {
+        let m = group.min(s.pixels() - first);
+        patch.resize(m * k, 0.0);
+        patch
+            .par_chunks_mut(rows * k)
+            .enumerate()
+            .for_each(|(j, block)| im2col(x, s, first + j * rows, block.len() / k, block));
+        matmul(
+            (k, cout, m),
+            MatRef::transposed(&patch, k),
+            MatRef::rows(&dz[first * cout..(first + m) * cout], cout),
+            &mut kernel,
+            cout,
+            g > 0,
+            Threads::All,
+        );
+    }
+    let input = flipped.map(|f| forward(&dz, s.transposed(), f, None, false));
+    ConvGrads {
+        kernel,
+        bias,
+        input,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::layout::{pack_kernel, pack_kernel_flipped, unpack_kernel};
+
+    /// Direct convolution on NHWC with an OIHW kernel, in f64.
+    fn direct(x: &[f32], s: ConvShape, w: &[f32], b: &[f32]) -> Vec<f64> {
+        let mut y = vec![0.0f64; s.pixels() * s.cout];
+        for img in 0..s.n {
+            for oy in 0..s.h {
+                for ox in 0..s.w {
+                    for o in 0..s.cout {
+                        let mut acc = b[o] as f64;
+                        for dy in 0..3 {
+                            for dx in 0..3 {
+                                let (iy, ix) = (oy as isize + dy - 1, ox as isize + dx - 1);
+                                if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                    continue;
+                                }
+                                for i in 0..s.cin {
+                                    let xv = x[((img * s.h + iy as usize) * s.w + ix as usize)
+                                        * s.cin
+                                        + i];
+                                    let wv =
+                                        w[((o * s.cin + i) * 3 + dy as usize) * 3 + dx as usize];
+                                    acc += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        y[((img * s.h + oy) * s.w + ox) * s.cout + o] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn data(len: usize, seed: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| (i as f32 * 0.7311 + seed).sin() * 1.3)
+            .collect()
+    }
+
+    #[test]
+    fn forward_matches_direct_convolution() {
+        // several blocks, images that straddle blocks, a width of 1 and an odd height
+        for s in [
+            ConvShape {
+                n: 3,
+                h: 7,
+                w: 9,
+                cin: 5,
+                cout: 6,
+            },
+            ConvShape {
+                n: 2,
+                h: 5,
+                w: 1,
+                cin: 3,
+                cout: 4,
+            },
+            ConvShape {
+                n: 2,
+                h: 40,
+                w: 23,
+                cin: 2,
+                cout: 3,
+            },
+        ] {
+            let x = data(s.pixels() * s.cin, 0.1);
+            let w = data(s.cout * s.cin * 9, 0.5);
+            let b = data(s.cout, 0.9);
+            let y = forward(&x, s, &pack_kernel(&w, s.cout, s.cin), Some(&b), true);
+            let want = direct(&x, s, &w, &b);
+            for (a, e) in y.iter().zip(&want) {
+                assert!((*a as f64 - e.max(0.0)).abs() < 1e-4, "{s:?}: {a} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences_of_the_direct_convolution() {
+        let s = ConvShape {
+            n: 2,
+            h: 6,
+            w: 5,
+            cin: 3,
+            cout: 4,
+        };
+        let x = data(s.pixels() * s.cin, 0.2);
+        let w = data(s.cout * s.cin * 9, 0.4);
+        let b = data(s.cout, 0.6);
+        let y = forward(&x, s, &pack_kernel(&w, s.cout, s.cin), Some(&b), true);
+        let dy = data(y.len(), 1.7);
+        // loss = sum(dy * relu(conv)), evaluated in f64
+        let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+            direct(x, s, w, b)
+                .iter()
+                .zip(&dy)
+                .map(|(z, g)| z.max(0.0) * *g as f64)
+                .sum()
+        };
+        let g = backward(
+            &x,
+            &y,
+            &dy,
+            s,
+            Some(&pack_kernel_flipped(&w, s.cout, s.cin)),
+        );
+        let gw = unpack_kernel(&g.kernel, s.cout, s.cin);
+        let gx = g.input.expect("input gradient");
+        let eps = 1e-3f32;
+        let check = |analytic: f32, plus: f64, minus: f64, what: &str| {
+            let numeric = (plus - minus) / (2.0 * eps as f64);
+            assert!(
+                (analytic as f64 - numeric).abs() < 2e-2 * (1.0 + numeric.abs()),
+                "{what}: {analytic} vs {numeric}"
+            );
+        };
+        for idx in [0, 7, 50, gw.len() - 1] {
+            let (mut p, mut m) = (w.clone(), w.clone());
+            p[idx] += eps;
+            m[idx] -= eps;
+            check(gw[idx], loss(&x, &p, &b), loss(&x, &m, &b), "kernel");
+        }
+        for idx in 0..s.cout {
+            let (mut p, mut m) = (b.clone(), b.clone());
+            p[idx] += eps;
+            m[idx] -= eps;
+            check(g.bias[idx], loss(&x, &w, &p), loss(&x, &w, &m), "bias");
+        }
+        for idx in [0, 13, 44, gx.len() - 1] {
+            let (mut p, mut m) = (x.clone(), x.clone());
+            p[idx] += eps;
+            m[idx] -= eps;
+            check(gx[idx], loss(&p, &w, &b), loss(&m, &w, &b), "input");
+        }
+    }
+}

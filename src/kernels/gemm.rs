@@ -1,0 +1,195 @@
+//! A safe face on the `gemm` crate (the matrix product burn-flex itself uses), and the
+//! machine's measured float32 peak through it.
+
+use std::time::Instant;
+
+/// A read-only matrix view: element (r, c) is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        MatRef {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        MatRef {
+            data,
+            rs: 1,
+            cs: cols,
+        }
+    }
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// Threads for one product: `Serial` inside work that is already split across threads.
+#[derive(Clone, Copy, Debug)]
+pub enum Threads {
+    Serial,
+    All,
+}
+
+/// `c[m x n] (row-major, row stride ldc) = (accumulate ? c : 0) + a[m x k] . b[k x n]`.
+///
+/// Panics if a view is too short for its shape: that is a bug in the caller, never input.
+pub fn matmul(
+    (m, n, k): (usize, usize, usize),
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    threads: Threads,
+) {
+    assert!(a.covers(m, k) && b.covers(k, n), "matmul operand too short");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
+        "matmul output too short"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                c[r * ldc..r * ldc + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let par = match threads {
+        Threads::Serial => gemm::Parallelism::None,
+        Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+    };
+    // SAFETY: the asserts above keep every index the product reads or writes inside the
+    // slices; `c` is borrowed mutably, so nothing else aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// This machine's float32 matrix-product peak in GFLOP/s: the median of `repeats` square
+/// products of side `size` on all rayon threads (after one warm-up).
+pub fn peak_gflops(size: usize, repeats: usize) -> f64 {
+    let a: Vec<f32> = (0..size * size)
+        .map(|i| ((i % 13) as f32 - 6.0) * 0.01)
+        .collect();
+    let b: Vec<f32> = (0..size * size)
+        .map(|i| ((i % 7) as f32 - 3.0) * 0.01)
+        .collect();
+    let mut c = vec![0.0f32; size * size];
+    let mut run = || {
+        let t = Instant::now();
+        matmul(
+            (size, size, size),
+            MatRef::rows(&a, size),
+            MatRef::rows(&b, size),
+            &mut c,
+            size,
+            false,
+            Threads::All,
+        );
+        t.elapsed().as_secs_f64()
+    };
+    run();
+    let mut times: Vec<f64> = (0..repeats.max(1)).map(|_| run()).collect();
+    times.sort_by(f64::total_cmp);
+    2.0 * (size as f64).powi(3) / times[times.len() / 2] / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_product_with_transpose_and_accumulate() {
+        let (m, n, k) = (37, 19, 53);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let want = naive(m, n, k, &a, &b);
+        let mut c = vec![1.0; m * n];
+        matmul(
+            (m, n, k),
+            MatRef::rows(&a, k),
+            MatRef::rows(&b, n),
+            &mut c,
+            n,
+            false,
+            Threads::All,
+        );
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+        // a^T stored as [k x m]: the transposed view must give the same product, accumulated.
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        matmul(
+            (m, n, k),
+            MatRef::transposed(&at, m),
+            MatRef::rows(&b, n),
+            &mut c,
+            n,
+            true,
+            Threads::Serial,
+        );
+        for (x, y) in c.iter().zip(&want) {
+            assert!((x - 2.0 * y).abs() < 2e-4, "{x} vs {}", 2.0 * y);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "too short")]
+    fn refuses_short_operands() {
+        let a = vec![0.0; 5];
+        let mut c = vec![0.0; 4];
+        matmul(
+            (2, 2, 3),
+            MatRef::rows(&a, 3),
+            MatRef::rows(&a, 2),
+            &mut c,
+            2,
+            false,
+            Threads::Serial,
+        );
+    }
+}
