@@ -131,6 +131,33 @@ pub fn forward(
     y
 }
 
+/// A kernel made ready for the algorithm that suits its layer: Winograd F(2x2, 3x3) for
+/// every layer but the first (3 channels in) while the image is at least 16x16, im2col
+/// otherwise (block5's 13x11 gives too few tiles to fill Winograd's 16 products).
+pub enum Prepared {
+    Im2col(Vec<f32>),
+    Winograd(Vec<f32>),
+}
+
+impl Prepared {
+    /// From an OIHW 3x3 kernel, for inputs of shape `s`.
+    pub fn new(weight: &[f32], s: ConvShape) -> Self {
+        if s.cin > 3 && s.h * s.w >= 256 {
+            Prepared::Winograd(super::winograd::transform_kernel(weight, s.cout, s.cin))
+        } else {
+            Prepared::Im2col(super::layout::pack_kernel(weight, s.cout, s.cin))
+        }
+    }
+
+    /// `y = act(conv(x) + bias)`, as [`forward`].
+    pub fn forward(&self, x: &[f32], s: ConvShape, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+        match self {
+            Prepared::Im2col(k) => forward(x, s, k, bias, relu),
+            Prepared::Winograd(u) => super::winograd::forward(x, s, u, bias, relu),
+        }
+    }
+}
+
 /// Gradients of one convolution + ReLU.
 pub struct ConvGrads {
     /// Kernel gradient, packed `[9 * cin, cout]` like the kernel.

@@ -99,33 +99,45 @@ pub fn matmul(
     }
 }
 
-/// This machine's float32 matrix-product peak in GFLOP/s: the median of `repeats` square
-/// products of side `size` on all rayon threads (after one warm-up).
-pub fn peak_gflops(size: usize, repeats: usize) -> f64 {
-    let a: Vec<f32> = (0..size * size)
-        .map(|i| ((i % 13) as f32 - 6.0) * 0.01)
-        .collect();
-    let b: Vec<f32> = (0..size * size)
-        .map(|i| ((i % 7) as f32 - 3.0) * 0.01)
-        .collect();
-    let mut c = vec![0.0f32; size * size];
+/// This machine's float32 matrix-product peak in GFLOP/s through `gemm`: every rayon thread
+/// multiplies its own pair of matrices at once (serial products, as the convolutions run
+/// them). The best of three shapes (square, and two of VGG16's im2col shapes), each the
+/// median of `repeats` rounds after one warm-up; `scale` shrinks them (1.0 = full size).
+pub fn peak_gflops(scale: f64, repeats: usize) -> f64 {
+    [(1024, 1024, 1024), (512, 256, 2304), (256, 512, 4608)]
+        .iter()
+        .map(|&(m, n, k)| {
+            let s = |v: usize| ((v as f64 * scale) as usize).max(8);
+            product_gflops((s(m), s(n), s(k)), repeats)
+        })
+        .fold(0.0, f64::max)
+}
+
+fn product_gflops((m, n, k): (usize, usize, usize), repeats: usize) -> f64 {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let a: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect();
+    let mut outs = vec![vec![0.0f32; m * n]; threads];
     let mut run = || {
         let t = Instant::now();
-        matmul(
-            (size, size, size),
-            MatRef::rows(&a, size),
-            MatRef::rows(&b, size),
-            &mut c,
-            size,
-            false,
-            Threads::All,
-        );
+        outs.par_iter_mut().for_each(|c| {
+            matmul(
+                (m, n, k),
+                MatRef::rows(&a, k),
+                MatRef::rows(&b, n),
+                c,
+                n,
+                false,
+                Threads::Serial,
+            )
+        });
         t.elapsed().as_secs_f64()
     };
     run();
     let mut times: Vec<f64> = (0..repeats.max(1)).map(|_| run()).collect();
     times.sort_by(f64::total_cmp);
-    2.0 * (size as f64).powi(3) / times[times.len() / 2] / 1e9
+    threads as f64 * 2.0 * (m * n * k) as f64 / times[times.len() / 2] / 1e9
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod conv3x3;
 pub mod gemm;
 pub mod layout;
 pub mod pool;
+pub mod winograd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -50,8 +50,8 @@ impl Activations {
 
 fn conv_forward(a: &Activations, conv: &ConvLayer) -> Activations {
     let s = a.shape_into(conv.out_channels());
-    let kernel = layout::pack_kernel(&values(&conv.weight), s.cout, s.cin);
-    let data = conv3x3::forward(&a.data, s, &kernel, Some(&values(&conv.bias)), true);
+    let kernel = conv3x3::Prepared::new(&values(&conv.weight), s);
+    let data = kernel.forward(&a.data, s, Some(&values(&conv.bias)), true);
     Activations {
         data,
         dims: [s.n, s.h, s.w, s.cout],

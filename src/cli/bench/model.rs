@@ -1,13 +1,12 @@
 //! `faceattr bench model`: images per second of the real-size VGG16 on random data, for the
 //! reference workloads: W1 base forward, W2 one reference training step, W3 the same step from
-//! cached frozen-prefix features. Medians of several timed runs after a warm-up.
+//! cached frozen-prefix features; and each as a share of the machine's matrix-product peak.
 
-use std::time::Instant;
-
-use clap::{Args, Subcommand};
+use clap::Args;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use super::median_secs;
 use crate::device::Backend;
 use crate::model::head::Head;
 use crate::model::layers::{tensor4, values};
@@ -15,102 +14,6 @@ use crate::model::vgg16::{VGG16_WIDTHS, Vgg16, spatial_after};
 use crate::model::{Classifier, Conventions, ModelSpec, TrainableFrom};
 use crate::preprocess::{Interpolation, Preprocessing};
 use crate::train::{Adam, train_step, train_step_from_prefix};
-
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Throughput of the network itself (random weights and inputs, real VGG16 widths).
-    Model(ModelBenchArgs),
-    /// Throughput of the input pipeline: decoded, resized and preprocessed images per second.
-    Data(DataBenchArgs),
-}
-
-#[derive(Args, Debug)]
-#[command(
-    after_help = "Examples:\n  faceattr bench data\n  faceattr bench data celeba/train --workers 1,2,4"
-)]
-pub struct DataBenchArgs {
-    /// A class-folder tree or manifest; default: 600 generated 178x218 JPEGs in a temporary folder.
-    pub data: Option<std::path::PathBuf>,
-    /// Worker counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    pub workers: Vec<usize>,
-    #[arg(long, default_value_t = 12)]
-    pub batch: usize,
-    /// Passes over the data per worker count; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    pub repeats: usize,
-    #[arg(long)]
-    pub json: bool,
-}
-
-fn run_data(a: DataBenchArgs) -> anyhow::Result<()> {
-    use crate::data::bad::{BadImageLog, BadImagePolicy};
-    use crate::data::pipeline::{Pipeline, epoch_order};
-    use crate::data::{DataError, LabeledSet};
-    let tmp;
-    let root = match a.data {
-        Some(p) => p,
-        None => {
-            tmp = tempfile::tempdir()?;
-            crate::data::synthetic::write_dataset(tmp.path(), [300, 0, 0], 178, 218, 0)?;
-            tmp.path().join("train")
-        }
-    };
-    let set = LabeledSet::open(&root)?;
-    let spec = crate::features::InputSpec {
-        height: 218,
-        width: 178,
-        preprocessing: Preprocessing::Caffe,
-        interpolation: Interpolation::Nearest,
-        pixel_limit: crate::data::decode::DEFAULT_PIXEL_LIMIT,
-    };
-    let order = epoch_order(set.samples.len(), 0, 1, true);
-    let mut rows = Vec::new();
-    for &workers in &a.workers {
-        let p = Pipeline {
-            spec,
-            batch: a.batch,
-            workers,
-            prefetch: 2,
-            policy: BadImagePolicy::Skip,
-        };
-        let mut rates: Vec<f64> = (0..a.repeats.max(1))
-            .map(|_| {
-                let t = Instant::now();
-                let stats = p.for_each_batch(
-                    &set.samples,
-                    &order,
-                    &BadImageLog::default(),
-                    |_| -> Result<(), DataError> { Ok(()) },
-                );
-                stats.map(|s| s.images as f64 / t.elapsed().as_secs_f64())
-            })
-            .collect::<Result<_, _>>()?;
-        rates.sort_by(f64::total_cmp);
-        rows.push(serde_json::json!({"workers": workers, "images_per_s": rates[rates.len() / 2]}));
-    }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"images": set.samples.len(), "results": rows})
-        );
-    } else {
-        println!(
-            "{} images from {}, decoded + resized + preprocessed to 218x178 caffe, median of {}",
-            set.samples.len(),
-            root.display(),
-            a.repeats
-        );
-        for r in rows {
-            println!(
-                "{:>2} workers {:>9.1} img/s",
-                r["workers"],
-                r["images_per_s"].as_f64().unwrap_or(0.0)
-            );
-        }
-    }
-    Ok(())
-}
 
 #[derive(Args, Debug)]
 #[command(
@@ -126,14 +29,14 @@ pub struct ModelBenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Input size HEIGHTxWIDTH.
-    #[arg(long, default_value = "218x178", value_parser = super::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
     pub input: (usize, usize),
     /// Whose convolutions run on the CPU: faceattr's kernels or burn-flex's own.
     #[arg(long, value_enum, default_value_t = Kernels::Faceattr)]
     pub kernels: Kernels,
-    /// Side of the square matrix product that measures the machine's peak (0: skip).
-    #[arg(long, default_value_t = 1536)]
-    pub peak_size: usize,
+    /// Skip measuring the machine's matrix-product peak.
+    #[arg(long)]
+    pub no_peak: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -205,27 +108,7 @@ impl Report {
     }
 }
 
-fn median_img_s(batch: usize, repeats: usize, mut run: impl FnMut()) -> f64 {
-    run(); // warm-up: allocations, kernel selection
-    let mut times: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            run();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    batch as f64 / times[times.len() / 2]
-}
-
-pub fn run(c: BenchCommand) -> anyhow::Result<()> {
-    match c {
-        BenchCommand::Model(a) => run_model(a),
-        BenchCommand::Data(a) => run_data(a),
-    }
-}
-
-fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
+pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
     let device = a.backend.device()?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let base = Vgg16::random(&VGG16_WIDTHS, &mut rng, &device);
@@ -256,8 +139,7 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
         backend: format!("{:?}", a.backend).to_lowercase(),
         kernels: a.kernels,
         threads: rayon::current_num_threads(),
-        peak_gflops: (a.peak_size > 0)
-            .then(|| crate::kernels::gemm::peak_gflops(a.peak_size, a.repeats.max(3))),
+        peak_gflops: (!a.no_peak).then(|| crate::kernels::gemm::peak_gflops(1.0, a.repeats.max(3))),
         gflop_per_image: workloads(a.input),
         w1_b12_img_s: None,
         w1_b32_img_s: None,
@@ -266,18 +148,18 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
     };
 
     if want("w1") || want("w1_b12") {
-        r.w1_b12_img_s = Some(median_img_s(12, a.repeats, || {
+        r.w1_b12_img_s = Some(img_s(12, a.repeats, || {
             let _ = values(&model.base.features(x12.clone()));
         }));
     }
     if want("w1") || want("w1_b32") {
-        r.w1_b32_img_s = Some(median_img_s(32, a.repeats, || {
+        r.w1_b32_img_s = Some(img_s(32, a.repeats, || {
             let _ = values(&model.base.features(x32.clone()));
         }));
     }
     if want("w2") {
         let mut opt = Adam::new(1e-3, Conventions::Keras);
-        r.w2_b12_img_s = Some(median_img_s(12, a.repeats, || {
+        r.w2_b12_img_s = Some(img_s(12, a.repeats, || {
             train_step(&mut model, &mut opt, x12.clone(), y.clone());
         }));
     }
@@ -285,7 +167,7 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
         let prefix = model.frozen_prefix(x12.clone());
         let _ = values(&prefix);
         let mut opt = Adam::new(1e-3, Conventions::Keras);
-        r.w3_b12_img_s = Some(median_img_s(12, a.repeats, || {
+        r.w3_b12_img_s = Some(img_s(12, a.repeats, || {
             train_step_from_prefix(&mut model, &mut opt, prefix.clone(), y.clone());
         }));
     }
@@ -333,4 +215,8 @@ fn run_model(a: ModelBenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn img_s(batch: usize, repeats: usize, run: impl FnMut()) -> f64 {
+    batch as f64 / median_secs(repeats, run)
 }

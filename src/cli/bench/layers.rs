@@ -1,0 +1,148 @@
+//! `faceattr bench layers`: each of VGG16's 13 convolutions on faceattr's kernels at the real
+//! widths, forward (all) and backward (block5, as in the reference training step): time per
+//! batch, GFLOP/s and share of the machine's matrix-product peak. This is the profile that
+//! says where a forward pass or a training step spends its time.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::median_secs;
+use crate::kernels::conv3x3::{self, ConvShape};
+use crate::kernels::{gemm, layout, pool, winograd};
+use crate::model::vgg16::{CONV_LAYER_NAMES, VGG16_WIDTHS, pool_after, spatial_after};
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  faceattr bench layers\n  faceattr bench layers --batch 32 --json"
+)]
+pub struct LayersBenchArgs {
+    #[arg(long, default_value_t = 12)]
+    pub batch: usize,
+    /// Input size HEIGHTxWIDTH.
+    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    pub input: (usize, usize),
+    /// Timed runs per layer (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Row {
+    layer: &'static str,
+    pass: &'static str,
+    ms: f64,
+    gflops: f64,
+    percent_of_peak: f64,
+}
+
+fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
+    (0..len as u32)
+        .map(|i| {
+            let v = i
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(40_503));
+            (v >> 8) as f32 / (1u32 << 24) as f32 - 0.45
+        })
+        .collect()
+}
+
+pub fn run(a: LayersBenchArgs) -> anyhow::Result<()> {
+    let peak = gemm::peak_gflops(1.0, a.repeats.max(3));
+    let mut rows = Vec::new();
+    let mut push = |layer, pass, secs: f64, flop: f64| {
+        rows.push(Row {
+            layer,
+            pass,
+            ms: secs * 1e3,
+            gflops: flop / secs / 1e9,
+            percent_of_peak: 100.0 * flop / secs / 1e9 / peak,
+        })
+    };
+    let mut pool_secs = 0.0;
+    for (i, name) in CONV_LAYER_NAMES.iter().enumerate() {
+        let (h, w) = if i == 0 {
+            a.input
+        } else {
+            spatial_after(a.input, i - 1)
+        };
+        let cin = if i == 0 { 3 } else { VGG16_WIDTHS[i - 1] };
+        let s = ConvShape {
+            n: a.batch,
+            h,
+            w,
+            cin,
+            cout: VGG16_WIDTHS[i],
+        };
+        let x = pseudo_random(s.pixels() * cin, i as u32);
+        let weight = pseudo_random(s.cout * cin * 9, 100 + i as u32);
+        let kernel = layout::pack_kernel(&weight, s.cout, cin);
+        let bias = vec![0.01f32; s.cout];
+        let fwd = median_secs(a.repeats, || {
+            let _ = conv3x3::forward(&x, s, &kernel, Some(&bias), true);
+        });
+        push(name, "forward", fwd, s.flops());
+        if cin > 3 {
+            let u = winograd::transform_kernel(&weight, s.cout, cin);
+            let wg = median_secs(a.repeats, || {
+                let _ = winograd::forward(&x, s, &u, Some(&bias), true);
+            });
+            push(name, "winograd", wg, s.flops());
+        }
+        let y = conv3x3::forward(&x, s, &kernel, Some(&bias), true);
+        if pool_after(i) {
+            pool_secs += median_secs(a.repeats, || {
+                let _ = pool::max_pool2(&y, [s.n, h, w, s.cout]);
+            });
+        }
+        if i >= 10 {
+            let dy = pseudo_random(y.len(), 200 + i as u32);
+            let flipped = (i > 10).then(|| layout::pack_kernel_flipped(&weight, s.cout, cin));
+            let bwd = median_secs(a.repeats, || {
+                let _ = conv3x3::backward(&x, &y, &dy, s, flipped.as_deref());
+            });
+            let passes = if i > 10 { 2.0 } else { 1.0 };
+            push(name, "backward", bwd, passes * s.flops());
+        }
+    }
+    let total: f64 = rows.iter().map(|r| r.ms).sum::<f64>() + pool_secs * 1e3;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"batch": a.batch, "peak_gflops": peak, "pool_ms": pool_secs * 1e3, "layers": rows})
+        );
+        return Ok(());
+    }
+    println!(
+        "batch {}, input {}x{}, {} threads, peak {peak:.1} GFLOP/s (gemm), median of {}",
+        a.batch,
+        a.input.0,
+        a.input.1,
+        rayon::current_num_threads(),
+        a.repeats
+    );
+    println!(
+        "{:<14} {:<9} {:>9} {:>7} {:>9} {:>8}",
+        "layer", "pass", "ms", "share", "GFLOP/s", "of peak"
+    );
+    for r in &rows {
+        println!(
+            "{:<14} {:<9} {:>9.1} {:>6.1}% {:>9.1} {:>7.0}%",
+            r.layer,
+            r.pass,
+            r.ms,
+            100.0 * r.ms / total,
+            r.gflops,
+            r.percent_of_peak
+        );
+    }
+    println!(
+        "{:<14} {:<9} {:>9.1} {:>6.1}%",
+        "5 max-pools",
+        "forward",
+        pool_secs * 1e3,
+        100.0 * pool_secs * 1e3 / total
+    );
+    Ok(())
+}
