@@ -8,26 +8,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"
 REPEATS="${REPEATS:-3}"
-VENV=.venv-peers
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-# PyTorch's CPU wheels live on its own index; where only PyPI is reachable the peer is skipped
-# (PyPI's torch wheel pulls about 2.5 GB of CUDA libraries).
-"$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null ||
-  "$VENV/bin/pip" install -q torch torchvision --index-url https://download.pytorch.org/whl/cpu ||
-  echo "PyTorch not installable here: its column will read nan" >&2
-"$VENV/bin/python" -c "import tf_keras" 2>/dev/null || "$VENV/bin/pip" install -q tensorflow-cpu tf_keras
+source scripts/peers-venv.sh
 [ -x target/release/faceattr ] || cargo build --release
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS"
 ours=$(target/release/faceattr bench model --json --repeats "$REPEATS")
+burn=$(target/release/faceattr bench model --json --repeats "$REPEATS" --kernels burn --no-peak)
 torch=$("$VENV/bin/python" scripts/peers.py torch "$THREADS" "$REPEATS" 2>/dev/null | tail -1) || torch='{}'
 keras=$(TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/python" scripts/peers.py keras "$THREADS" "$REPEATS" 2>/dev/null | tail -1) || keras='{}'
-python3 - "$ours" "$torch" "$keras" <<'PY'
+python3 - "$ours" "$burn" "$torch" "$keras" <<'PY'
 import json, sys
-cols = ["faceattr", "PyTorch", "Keras"]
+cols = ["faceattr", "burn conv", "PyTorch", "Keras"]
 rows = [json.loads(a) for a in sys.argv[1:]]
 keys = [("w1_b12_img_s", "W1 base forward, batch 12"), ("w1_b32_img_s", "W1 base forward, batch 32"),
         ("w2_b12_img_s", "W2 reference training step, batch 12"), ("w3_b12_img_s", "W3 step from cached block4, batch 12")]
 print(f"{'images/s':<40}" + "".join(f"{c:>12}" for c in cols))
 for k, name in keys:
     print(f"{name:<40}" + "".join(f"{r.get(k, float('nan')):>12.2f}" for r in rows))
+print(f"faceattr's kernels: {rows[0]['peak_gflops']:.0f} GFLOP/s matrix-product peak (gemm); "
+      "'burn conv' is faceattr with burn-flex's own convolution (--kernels burn)")
 PY

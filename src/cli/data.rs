@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::data::LabeledSet;
@@ -21,6 +22,26 @@ pub enum DataCommand {
         after_help = "Examples:\n  faceattr data celeba --root ~/celeba --attr Male --out celeba-gender\n  faceattr data celeba --root ~/celeba --attr Eyeglasses --per-class-test all --layout symlinks --out eyeglasses"
     )]
     Celeba(CelebaArgs),
+    /// Generated two-class images (cool/warm ellipses on grey) as train/valid/test JPEG
+    /// folders: data to try faceattr on, and what `bench` and `scripts/bench-finetune.sh` use.
+    #[command(
+        after_help = "Examples:\n  faceattr data synth --out synth --per-class 1000,100,0\n  faceattr data synth --out small --per-class 20,5,5 --size 109x89"
+    )]
+    Synth(SynthArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images per class in train, valid and test.
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 20, 20])]
+    pub per_class: Vec<usize>,
+    /// Image size HEIGHTxWIDTH, as everywhere in faceattr (CelebA's aligned crops: 218x178).
+    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    pub size: (usize, usize),
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +90,22 @@ impl PerClass {
 
 pub fn run(c: DataCommand) -> anyhow::Result<()> {
     match c {
+        DataCommand::Synth(a) => {
+            let &[train, valid, test] = a.per_class.as_slice() else {
+                anyhow::bail!("--per-class takes three counts, train,valid,test (e.g. 1000,100,0)");
+            };
+            let counts = [train, valid, test];
+            let (h, w) = a.size;
+            let (w, h) = (u32::try_from(w)?, u32::try_from(h)?);
+            crate::data::synthetic::write_dataset(&a.out, counts, w, h, a.seed)
+                .with_context(|| format!("writing generated images under {}", a.out.display()))?;
+            println!(
+                "wrote {} images under {} (train/valid/test x cool/warm)",
+                2 * counts.iter().sum::<usize>(),
+                a.out.display()
+            );
+            Ok(())
+        }
         DataCommand::Inspect(a) => {
             let set = LabeledSet::open(&a.data)?;
             let bar = crate::progress::items_bar(set.samples.len() as u64, "inspect");

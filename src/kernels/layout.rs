@@ -39,42 +39,40 @@ pub fn nhwc_to_nchw(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
 /// OIHW 3x3 kernel -> `[9 * in, out]`, row `(dy * 3 + dx) * in + i`: the right-hand matrix
 /// of the forward convolution.
 pub fn pack_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    let mut p = vec![0.0; w.len()];
-    for o in 0..out_ch {
-        for i in 0..in_ch {
-            for t in 0..9 {
-                p[(t * in_ch + i) * out_ch + o] = w[(o * in_ch + i) * 9 + t];
-            }
-        }
-    }
-    p
+    repack(w.len(), out_ch, |row, o| {
+        let (t, i) = (row / in_ch, row % in_ch);
+        w[(o * in_ch + i) * 9 + t]
+    })
 }
 
 /// OIHW 3x3 kernel -> the right-hand matrix `[9 * out, in]` of the input-gradient
 /// convolution: the kernel turned 180 degrees with in and out swapped.
 pub fn pack_kernel_flipped(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    let mut p = vec![0.0; w.len()];
-    for o in 0..out_ch {
-        for i in 0..in_ch {
-            for t in 0..9 {
-                p[((8 - t) * out_ch + o) * in_ch + i] = w[(o * in_ch + i) * 9 + t];
-            }
-        }
-    }
-    p
+    repack(w.len(), in_ch, |row, i| {
+        let (t, o) = (row / out_ch, row % out_ch);
+        w[(o * in_ch + i) * 9 + 8 - t]
+    })
 }
 
 /// `[9 * in, out]` -> OIHW (for gradients of the kernel).
 pub fn unpack_kernel(p: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    let mut w = vec![0.0; p.len()];
-    for o in 0..out_ch {
-        for i in 0..in_ch {
-            for t in 0..9 {
-                w[(o * in_ch + i) * 9 + t] = p[(t * in_ch + i) * out_ch + o];
-            }
-        }
-    }
-    w
+    repack(p.len(), in_ch * 9, |o, col| {
+        let (i, t) = (col / 9, col % 9);
+        p[(t * in_ch + i) * out_ch + o]
+    })
+}
+
+/// A `len`-long matrix with rows of `cols`, element (row, col) from `at`, rows in parallel.
+fn repack(len: usize, cols: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0; len];
+    out.par_chunks_mut(cols.max(1))
+        .enumerate()
+        .for_each(|(row, dst)| {
+            dst.iter_mut()
+                .enumerate()
+                .for_each(|(col, v)| *v = at(row, col))
+        });
+    out
 }
 
 #[cfg(test)]

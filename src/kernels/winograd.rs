@@ -18,25 +18,36 @@ pub fn transform_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
         [0.5, -0.5, 0.5],
         [0.0, 0.0, 1.0],
     ];
-    let mut u = vec![0.0f32; 16 * in_ch * out_ch];
-    for o in 0..out_ch {
-        for i in 0..in_ch {
-            let g = &w[(o * in_ch + i) * 9..][..9];
-            // t = G g (4 x 3), then u = t G^T (4 x 4)
+    // each 3x3 kernel is transformed on its own, then the 16 values of every kernel are
+    // scattered into U's [16][in][out] layout, one row of U per job
+    let per_in: Vec<[f32; 16]> = (0..out_ch * in_ch)
+        .into_par_iter()
+        .map(|oi| {
+            let g = &w[oi * 9..][..9];
             let mut t = [[0.0f32; 3]; 4];
             for (a, row) in t.iter_mut().enumerate() {
                 for (j, v) in row.iter_mut().enumerate() {
                     *v = (0..3).map(|k| G[a][k] * g[k * 3 + j]).sum();
                 }
             }
+            let mut u = [0.0f32; 16];
             for a in 0..4 {
                 for b in 0..4 {
-                    let v: f32 = (0..3).map(|j| t[a][j] * G[b][j]).sum();
-                    u[((a * 4 + b) * in_ch + i) * out_ch + o] = v;
+                    u[a * 4 + b] = (0..3).map(|j| t[a][j] * G[b][j]).sum();
                 }
             }
-        }
-    }
+            u
+        })
+        .collect();
+    let mut u = vec![0.0f32; 16 * in_ch * out_ch];
+    u.par_chunks_mut(out_ch.max(1))
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (xi, i) = (row / in_ch, row % in_ch);
+            for (o, v) in dst.iter_mut().enumerate() {
+                *v = per_in[o * in_ch + i][xi];
+            }
+        });
     u
 }
 
