@@ -10,8 +10,9 @@ THREADS="${THREADS:-2}"
 EPOCHS="${EPOCHS:-6}"
 PEER_EPOCHS="${PEER_EPOCHS:-$EPOCHS}"
 DATA="${DATA:-target/bench-finetune}"
+PEERS="${PEERS-torch keras}"  # PEERS= runs faceattr alone
 source scripts/peers-venv.sh
 [ -x target/release/faceattr ] || cargo build --release
 [ -d "$DATA/train" ] || target/release/faceattr data synth --out "$DATA" --per-class 1000,100,0
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS"
-python3 scripts/bench_finetune.py "$DATA" "$EPOCHS" "$PEER_EPOCHS" "$THREADS" "$VENV/bin/python"
+python3 scripts/bench_finetune.py "$DATA" "$EPOCHS" "$PEER_EPOCHS" "$THREADS" "$VENV/bin/python" "$PEERS"

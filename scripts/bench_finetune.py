@@ -2,10 +2,11 @@
 one after the other, each as a child process whose wall time and peak memory (ru_maxrss) are
 measured here, and prints one table. A peer may be run for fewer epochs (PEER_EPOCHS); its
 total is then extrapolated from its last measured epoch, and the table says so.
-Usage: bench_finetune.py DATA EPOCHS PEER_EPOCHS THREADS PYTHON"""
+Usage: bench_finetune.py DATA EPOCHS PEER_EPOCHS THREADS PYTHON [PEERS]"""
 import csv, json, os, subprocess, sys, tempfile, time
 
 data, epochs, peer_epochs, threads, python = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+peers = (sys.argv[6] if len(sys.argv) > 6 else "torch keras").split()
 
 
 def measured(cmd, env=None):
@@ -28,7 +29,7 @@ if m:
     m["epochs"] = [{"epoch": int(r["epoch"]), "seconds": float(r["elapsed_s"]), "data_wait_s": float(r["data_wait_s"]),
                     "val_acc": float(r["val_acc"]), "cached": r["cached"]} for r in hist]
     results["faceattr"] = m
-for peer in ["torch", "keras"]:
+for peer in peers:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     m = measured([python, "scripts/finetune_peer.py", peer, data, str(peer_epochs), threads], env)
     if m:

@@ -122,3 +122,70 @@ fn bad_flags_are_explained() {
     let out = faceattr(&["summary", "--input", "10x10"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("too small"));
 }
+
+#[test]
+fn bench_model_json_has_the_issue_keys_and_the_work_per_image() {
+    // W3 only, at 32x32 so that block5 sees 2x2 pixels: quick even unoptimised
+    let out = faceattr(&[
+        "bench",
+        "model",
+        "--only",
+        "w3",
+        "--input",
+        "32x32",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(v["peak_gflops"].as_f64().expect("peak_gflops") > 0.0);
+    assert!(v["w3_b12_img_s"].as_f64().expect("w3") > 0.0);
+    assert!(v.get("w1_b12_img_s").is_none(), "w1 was not asked for: {v}");
+    assert_eq!(v["kernels"], "faceattr");
+    // block5 forward at 2x2: 3 convs of 2*4*(9*512)*512 FLOP; the step is 2+3+3 such passes
+    let pass = 2.0 * 4.0 * 9.0 * 512.0 * 512.0 / 1e9;
+    let w3 = v["gflop_per_image"]["w3"].as_f64().expect("w3 work");
+    assert!((w3 - 8.0 * pass).abs() < 1e-9, "{w3} vs {}", 8.0 * pass);
+}
+
+#[test]
+fn data_synth_writes_the_three_splits_and_refuses_two_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("synth");
+    let o = faceattr(&[
+        "data",
+        "synth",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--per-class",
+        "3,2,1",
+        "--size",
+        "40x32",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (split, n) in [("train", 3), ("valid", 2), ("test", 1)] {
+        for class in ["cool", "warm"] {
+            let files: Vec<_> = std::fs::read_dir(out.join(split).join(class))
+                .expect("class folder")
+                .collect();
+            assert_eq!(files.len(), n, "{split}/{class}");
+        }
+    }
+    let img = image::open(out.join("train/warm/0000.jpg")).expect("a JPEG");
+    assert_eq!((img.width(), img.height()), (32, 40));
+    let o = faceattr(&[
+        "data",
+        "synth",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--per-class",
+        "1,2",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("three counts"));
+}

@@ -267,6 +267,10 @@ mod tests {
         y
     }
 
+    fn shape(n: usize, h: usize, w: usize, cin: usize, cout: usize) -> ConvShape {
+        ConvShape { n, h, w, cin, cout }
+    }
+
     fn data(len: usize, seed: f32) -> Vec<f32> {
         (0..len)
             .map(|i| (i as f32 * 0.7311 + seed).sin() * 1.3)
@@ -277,27 +281,9 @@ mod tests {
     fn forward_matches_direct_convolution() {
         // several blocks, images that straddle blocks, a width of 1 and an odd height
         for s in [
-            ConvShape {
-                n: 3,
-                h: 7,
-                w: 9,
-                cin: 5,
-                cout: 6,
-            },
-            ConvShape {
-                n: 2,
-                h: 5,
-                w: 1,
-                cin: 3,
-                cout: 4,
-            },
-            ConvShape {
-                n: 2,
-                h: 40,
-                w: 23,
-                cin: 2,
-                cout: 3,
-            },
+            shape(3, 7, 9, 5, 6),
+            shape(2, 5, 1, 3, 4),
+            shape(2, 40, 23, 2, 3),
         ] {
             let x = data(s.pixels() * s.cin, 0.1);
             let w = data(s.cout * s.cin * 9, 0.5);
@@ -312,13 +298,7 @@ mod tests {
 
     #[test]
     fn backward_matches_finite_differences_of_the_direct_convolution() {
-        let s = ConvShape {
-            n: 2,
-            h: 6,
-            w: 5,
-            cin: 3,
-            cout: 4,
-        };
+        let s = shape(2, 6, 5, 3, 4);
         let x = data(s.pixels() * s.cin, 0.2);
         let w = data(s.cout * s.cin * 9, 0.4);
         let b = data(s.cout, 0.6);

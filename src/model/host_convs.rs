@@ -48,10 +48,10 @@ impl Activations {
     }
 }
 
-fn conv_forward(a: &Activations, conv: &ConvLayer) -> Activations {
-    let s = a.shape_into(conv.out_channels());
-    let kernel = conv3x3::Prepared::new(&values(&conv.weight), s);
-    let data = kernel.forward(&a.data, s, Some(&values(&conv.bias)), true);
+fn conv_forward(a: &Activations, out_channels: usize, weight: &[f32], bias: &[f32]) -> Activations {
+    let s = a.shape_into(out_channels);
+    let kernel = conv3x3::Prepared::new(weight, s);
+    let data = kernel.forward(&a.data, s, Some(bias), true);
     Activations {
         data,
         dims: [s.n, s.h, s.w, s.cout],
@@ -66,18 +66,38 @@ fn pool_forward(a: &Activations) -> Activations {
     }
 }
 
+/// Largest activation kept at once by the inference forward, in floats (48 MiB): a batch is
+/// run a few images at a time, so its peak memory does not grow with the batch.
+const CHUNK_FLOATS: usize = 12 << 20;
+
 /// Inference forward of `convs` (VGG16's layers `first..`), each with its ReLU and the
 /// max-pool that closes its block.
 pub fn forward(convs: &[ConvLayer], first: usize, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
-    let mut a = Activations::from_tensor(&x);
-    for (j, conv) in convs.iter().enumerate() {
-        a = conv_forward(&a, conv);
-        if pool_after(first + j) {
-            a = pool_forward(&a);
+    let [n, _, h, w] = x.dims();
+    let widest = convs.iter().map(ConvLayer::out_channels).max().unwrap_or(1);
+    let per_chunk = (CHUNK_FLOATS / (h * w * widest).max(1)).clamp(1, n.max(1));
+    let kernels: Vec<_> = convs
+        .iter()
+        .map(|c| (values(&c.weight), values(&c.bias)))
+        .collect();
+    let mut outs = Vec::new();
+    for start in (0..n).step_by(per_chunk) {
+        let part = x.clone().narrow(0, start, per_chunk.min(n - start));
+        let mut a = Activations::from_tensor(&part);
+        for (j, (conv, (weight, bias))) in convs.iter().zip(&kernels).enumerate() {
+            a = conv_forward(&a, conv.out_channels(), weight, bias);
+            if pool_after(first + j) {
+                a = pool_forward(&a);
+            }
         }
+        outs.push(a.into_tensor(&device));
     }
-    a.into_tensor(&device)
+    if outs.len() == 1 {
+        outs.pop().unwrap_or(x)
+    } else {
+        Tensor::cat(outs, 0)
+    }
 }
 
 /// What the backward pass needs from the forward pass of one layer.
@@ -103,7 +123,12 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
     let mut a = Activations::from_tensor(&prefix);
     let mut layers = Vec::with_capacity(convs.len());
     for (j, conv) in convs.iter().enumerate() {
-        let output = conv_forward(&a, conv);
+        let output = conv_forward(
+            &a,
+            conv.out_channels(),
+            &values(&conv.weight),
+            &values(&conv.bias),
+        );
         let pooled = pool_after(first + j);
         let next = if pooled {
             pool_forward(&output)

@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 
 use super::adam::Adam;
 use super::loss::bce_with_logits;
-use crate::model::head::BatchStats;
+use crate::model::head::{BatchStats, Head};
 use crate::model::layers::{conv3x3_relu, global_average_pool, max_pool2, values};
 use crate::model::vgg16::{CONV_LAYER_NAMES, pool_after};
 use crate::model::{Classifier, host_convs};
@@ -31,6 +31,25 @@ struct Gradients {
     beta: Option<Tensor<1>>,
     out_w: Option<Tensor<2>>,
     out_b: Option<Tensor<1>>,
+}
+
+impl Gradients {
+    /// The convolutions' gradients as given, the head's read from burn's gradients.
+    fn new(
+        convs: Vec<(Option<Tensor<4>>, Option<Tensor<1>>)>,
+        head: &Head,
+        grads: &burn::tensor::Gradients,
+    ) -> Self {
+        Gradients {
+            convs,
+            dense_w: head.dense_w.grad(grads),
+            dense_b: head.dense_b.grad(grads),
+            gamma: head.gamma.grad(grads),
+            beta: head.beta.grad(grads),
+            out_w: head.out_w.grad(grads),
+            out_b: head.out_b.grad(grads),
+        }
+    }
 }
 
 fn forward_backward(
@@ -58,19 +77,11 @@ fn forward_backward(
         logits: values(&logits),
     };
     let grads = loss.backward();
-    let g = Gradients {
-        convs: convs
-            .iter()
-            .map(|c| (c.weight.grad(&grads), c.bias.grad(&grads)))
-            .collect(),
-        dense_w: head.dense_w.grad(&grads),
-        dense_b: head.dense_b.grad(&grads),
-        gamma: head.gamma.grad(&grads),
-        beta: head.beta.grad(&grads),
-        out_w: head.out_w.grad(&grads),
-        out_b: head.out_b.grad(&grads),
-    };
-    (out, stats, g)
+    let convs = convs
+        .iter()
+        .map(|c| (c.weight.grad(&grads), c.bias.grad(&grads)))
+        .collect();
+    (out, stats, Gradients::new(convs, &head, &grads))
 }
 
 /// The same step with the trainable convolutions on faceattr's CPU kernels: only the head
@@ -98,19 +109,11 @@ fn forward_backward_host(
         Some(df) if !convs.is_empty() => tape.backward(convs, &values(&df), &device),
         _ => Vec::new(),
     };
-    let g = Gradients {
-        convs: conv_grads
-            .into_iter()
-            .map(|(w, b)| (Some(w), Some(b)))
-            .collect(),
-        dense_w: head.dense_w.grad(&grads),
-        dense_b: head.dense_b.grad(&grads),
-        gamma: head.gamma.grad(&grads),
-        beta: head.beta.grad(&grads),
-        out_w: head.out_w.grad(&grads),
-        out_b: head.out_b.grad(&grads),
-    };
-    (out, stats, g)
+    let convs = conv_grads
+        .into_iter()
+        .map(|(w, b)| (Some(w), Some(b)))
+        .collect();
+    (out, stats, Gradients::new(convs, &head, &grads))
 }
 
 /// A full step from a preprocessed NCHW batch and one-hot targets [N, classes].
