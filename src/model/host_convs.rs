@@ -66,27 +66,49 @@ fn pool_forward(a: &Activations) -> Activations {
     }
 }
 
-/// Largest activation kept at once by the inference forward, in floats (48 MiB): a batch is
-/// run a few images at a time, so its peak memory does not grow with the batch.
-const CHUNK_FLOATS: usize = 12 << 20;
+/// Largest activation kept at once by the inference forward, in floats (128 MiB): a larger
+/// batch is run a part at a time, so peak memory stops growing with the batch. (At 218x178
+/// a batch of 12 is one part; smaller parts leave too few Winograd jobs to keep 2 threads busy.)
+const CHUNK_FLOATS: usize = 32 << 20;
 
 /// Inference forward of `convs` (VGG16's layers `first..`), each with its ReLU and the
 /// max-pool that closes its block.
 pub fn forward(convs: &[ConvLayer], first: usize, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     let [n, _, h, w] = x.dims();
-    let widest = convs.iter().map(ConvLayer::out_channels).max().unwrap_or(1);
-    let per_chunk = (CHUNK_FLOATS / (h * w * widest).max(1)).clamp(1, n.max(1));
-    let kernels: Vec<_> = convs
-        .iter()
-        .map(|c| (values(&c.weight), values(&c.bias)))
-        .collect();
+    // each layer's kernel, prepared once for its input size, and the largest activation
+    let (mut lh, mut lw, mut cin) = (h, w, x.dims()[1]);
+    let mut widest = 1;
+    let mut layers = Vec::with_capacity(convs.len());
+    for (j, conv) in convs.iter().enumerate() {
+        let s = ConvShape {
+            n: 1,
+            h: lh,
+            w: lw,
+            cin,
+            cout: conv.out_channels(),
+        };
+        widest = widest.max(lh * lw * s.cout);
+        layers.push((
+            conv3x3::Prepared::new(&values(&conv.weight), s),
+            values(&conv.bias),
+        ));
+        cin = s.cout;
+        if pool_after(first + j) {
+            (lh, lw) = (lh / 2, lw / 2);
+        }
+    }
+    let per_chunk = (CHUNK_FLOATS / widest).clamp(1, n.max(1));
     let mut outs = Vec::new();
     for start in (0..n).step_by(per_chunk) {
         let part = x.clone().narrow(0, start, per_chunk.min(n - start));
         let mut a = Activations::from_tensor(&part);
-        for (j, (conv, (weight, bias))) in convs.iter().zip(&kernels).enumerate() {
-            a = conv_forward(&a, conv.out_channels(), weight, bias);
+        for (j, (kernel, bias)) in layers.iter().enumerate() {
+            let s = a.shape_into(convs[j].out_channels());
+            a = Activations {
+                data: kernel.forward(&a.data, s, Some(bias), true),
+                dims: [s.n, s.h, s.w, s.cout],
+            };
             if pool_after(first + j) {
                 a = pool_forward(&a);
             }
