@@ -8,11 +8,11 @@
 use burn::tensor::{Device, Tensor};
 
 use super::layers::{tensor1, tensor2, tensor4, values};
-use super::vgg16::{ConvLayer, pool_after};
+use super::vgg16::{ConvLayer, conv_shapes, pool_after};
 use crate::kernels::conv3x3::{self, ConvShape};
 use crate::kernels::{layout, pool};
 
-/// Whether `x` (and the layers it goes through) runs on the host kernels.
+/// Whether tensors on `device` run through the host kernels.
 pub fn applies(device: &Device) -> bool {
     crate::kernels::enabled() && !device.is_autodiff() && *device == Device::flex()
 }
@@ -48,12 +48,16 @@ impl Activations {
     }
 }
 
-fn conv_forward(a: &Activations, out_channels: usize, weight: &[f32], bias: &[f32]) -> Activations {
-    let s = a.shape_into(out_channels);
-    let kernel = conv3x3::Prepared::new(weight, s);
-    let data = kernel.forward(&a.data, s, Some(bias), true);
+/// `relu(conv(a) + bias)` with a kernel prepared for `a`'s shape.
+fn conv_forward(
+    a: &Activations,
+    kernel: &conv3x3::Prepared,
+    cout: usize,
+    bias: &[f32],
+) -> Activations {
+    let s = a.shape_into(cout);
     Activations {
-        data,
+        data: kernel.forward(&a.data, s, Some(bias), true),
         dims: [s.n, s.h, s.w, s.cout],
     }
 }
@@ -75,40 +79,28 @@ const CHUNK_FLOATS: usize = 32 << 20;
 /// max-pool that closes its block.
 pub fn forward(convs: &[ConvLayer], first: usize, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
-    let [n, _, h, w] = x.dims();
+    let [n, c, h, w] = x.dims();
     // each layer's kernel, prepared once for its input size, and the largest activation
-    let (mut lh, mut lw, mut cin) = (h, w, x.dims()[1]);
-    let mut widest = 1;
-    let mut layers = Vec::with_capacity(convs.len());
-    for (j, conv) in convs.iter().enumerate() {
-        let s = ConvShape {
-            n: 1,
-            h: lh,
-            w: lw,
-            cin,
-            cout: conv.out_channels(),
-        };
-        widest = widest.max(lh * lw * s.cout);
-        layers.push((
-            conv3x3::Prepared::new(&values(&conv.weight), s),
-            values(&conv.bias),
-        ));
-        cin = s.cout;
-        if pool_after(first + j) {
-            (lh, lw) = (lh / 2, lw / 2);
-        }
-    }
+    let widths: Vec<usize> = convs.iter().map(ConvLayer::out_channels).collect();
+    let shapes = conv_shapes(1, (h, w), c, first, &widths);
+    let widest = shapes.iter().map(|s| s.h * s.w * s.cout).max().unwrap_or(1);
+    let layers: Vec<_> = convs
+        .iter()
+        .zip(&shapes)
+        .map(|(conv, &s)| {
+            (
+                conv3x3::Prepared::new(&values(&conv.weight), s),
+                values(&conv.bias),
+            )
+        })
+        .collect();
     let per_chunk = (CHUNK_FLOATS / widest).clamp(1, n.max(1));
     let mut outs = Vec::new();
     for start in (0..n).step_by(per_chunk) {
         let part = x.clone().narrow(0, start, per_chunk.min(n - start));
         let mut a = Activations::from_tensor(&part);
         for (j, (kernel, bias)) in layers.iter().enumerate() {
-            let s = a.shape_into(convs[j].out_channels());
-            a = Activations {
-                data: kernel.forward(&a.data, s, Some(bias), true),
-                dims: [s.n, s.h, s.w, s.cout],
-            };
+            a = conv_forward(&a, kernel, widths[j], bias);
             if pool_after(first + j) {
                 a = pool_forward(&a);
             }
@@ -125,16 +117,18 @@ pub fn forward(convs: &[ConvLayer], first: usize, x: Tensor<4>) -> Tensor<4> {
 /// What the backward pass needs from the forward pass of one layer.
 struct Saved {
     input: Activations,
-    /// After ReLU, before the pool.
-    output: Activations,
-    pooled: bool,
+    /// The layer's OIHW kernel, for the input gradient.
+    weight: Vec<f32>,
+    /// The output (after ReLU) where a max-pool follows; otherwise the output is the next
+    /// layer's input and is kept only there.
+    pre_pool: Option<Activations>,
 }
 
 /// The trainable layers' forward pass, kept for [`Tape::backward`].
 pub struct Tape {
     layers: Vec<Saved>,
-    /// Shape of the last layer's (pooled) output, which the features average.
-    last: [usize; 4],
+    /// The last layer's (pooled) output, which the features average.
+    last: Activations,
 }
 
 /// Forward of the trainable `convs` (layers `first..13`) from the frozen prefix's output,
@@ -145,25 +139,19 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
     let mut a = Activations::from_tensor(&prefix);
     let mut layers = Vec::with_capacity(convs.len());
     for (j, conv) in convs.iter().enumerate() {
-        let output = conv_forward(
-            &a,
-            conv.out_channels(),
-            &values(&conv.weight),
-            &values(&conv.bias),
-        );
-        let pooled = pool_after(first + j);
-        let next = if pooled {
-            pool_forward(&output)
+        let cout = conv.out_channels();
+        let weight = values(&conv.weight);
+        let kernel = conv3x3::Prepared::new(&weight, a.shape_into(cout));
+        let output = conv_forward(&a, &kernel, cout, &values(&conv.bias));
+        let (next, pre_pool) = if pool_after(first + j) {
+            (pool_forward(&output), Some(output))
         } else {
-            Activations {
-                data: output.data.clone(),
-                dims: output.dims,
-            }
+            (output, None)
         };
         layers.push(Saved {
             input: a,
-            output,
-            pooled,
+            weight,
+            pre_pool,
         });
         a = next;
     }
@@ -175,25 +163,14 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
         }
         f.iter_mut().for_each(|f| *f /= (h * w) as f32);
     }
-    (
-        tensor2(&feats, [n, c], &device),
-        Tape {
-            layers,
-            last: a.dims,
-        },
-    )
+    (tensor2(&feats, [n, c], &device), Tape { layers, last: a })
 }
 
 impl Tape {
     /// Kernel (OIHW) and bias gradients of each trainable layer, in order, from the
     /// gradient of the features `[N, C]`.
-    pub fn backward(
-        self,
-        convs: &[ConvLayer],
-        dfeatures: &[f32],
-        device: &Device,
-    ) -> Vec<(Tensor<4>, Tensor<1>)> {
-        let [n, h, w, c] = self.last;
+    pub fn backward(self, dfeatures: &[f32], device: &Device) -> Vec<(Tensor<4>, Tensor<1>)> {
+        let [n, h, w, c] = self.last.dims;
         let scale = 1.0 / (h * w) as f32;
         let mut grad = vec![0.0f32; n * h * w * c];
         for (img, g) in grad.chunks_exact_mut(h * w * c).enumerate() {
@@ -202,17 +179,24 @@ impl Tape {
                 px.iter_mut().zip(df).for_each(|(g, d)| *g = d * scale);
             }
         }
-        let mut out = Vec::with_capacity(convs.len());
-        for (j, (saved, conv)) in self.layers.iter().zip(convs).enumerate().rev() {
-            if saved.pooled {
-                grad = pool::max_pool2_backward(&saved.output.data, &grad, saved.output.dims);
-            }
-            let s = saved.input.shape_into(conv.out_channels());
-            let weight = values(&conv.weight);
-            let flipped = (j > 0).then(|| layout::pack_kernel_flipped(&weight, s.cout, s.cin));
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (j, saved) in self.layers.iter().enumerate().rev() {
+            let output = match &saved.pre_pool {
+                Some(o) => {
+                    grad = pool::max_pool2_backward(&o.data, &grad, o.dims);
+                    o
+                }
+                None => self
+                    .layers
+                    .get(j + 1)
+                    .map_or(&self.last, |next| &next.input),
+            };
+            let s = saved.input.shape_into(output.dims[3]);
+            let flipped =
+                (j > 0).then(|| layout::pack_kernel_flipped(&saved.weight, s.cout, s.cin));
             let g = conv3x3::backward(
                 &saved.input.data,
-                &saved.output.data,
+                &output.data,
                 &grad,
                 s,
                 flipped.as_deref(),

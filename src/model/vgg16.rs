@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
 use super::layers::{conv3x3_relu, global_average_pool, max_pool2, tensor1, tensor4, values};
+use crate::kernels::conv3x3::ConvShape;
 use crate::weights::{NamedTensor, WeightSet, WeightsError};
 
 pub const CONV_LAYER_NAMES: [&str; 13] = [
@@ -167,6 +168,31 @@ impl Vgg16 {
     }
 }
 
+/// The shape each convolution from `first` on works on, for `n` images entering it at `hw`
+/// with `channels`, the convolutions having `widths` output channels: the max-pools that close
+/// blocks halve height and width.
+pub fn conv_shapes(
+    n: usize,
+    hw: (usize, usize),
+    channels: usize,
+    first: usize,
+    widths: &[usize],
+) -> Vec<ConvShape> {
+    let ((mut h, mut w), mut cin) = (hw, channels);
+    widths
+        .iter()
+        .enumerate()
+        .map(|(j, &cout)| {
+            let s = ConvShape { n, h, w, cin, cout };
+            cin = cout;
+            if pool_after(first + j) {
+                (h, w) = (h / 2, w / 2);
+            }
+            s
+        })
+        .collect()
+}
+
 /// Spatial size after the five 2x2 floor pools that follow conv `i` and those before it.
 pub fn spatial_after(input: (usize, usize), conv_index: usize) -> (usize, usize) {
     let pools = BLOCK_LAST_CONV
@@ -188,5 +214,36 @@ mod tests {
         assert!(pool_after(9) && !pool_after(10));
         assert_eq!(spatial_after((218, 178), 12), (6, 5));
         assert_eq!(spatial_after((218, 178), 9), (13, 11));
+        let shapes = conv_shapes(2, (218, 178), 3, 0, &VGG16_WIDTHS);
+        assert_eq!(
+            shapes[0],
+            ConvShape {
+                n: 2,
+                h: 218,
+                w: 178,
+                cin: 3,
+                cout: 64
+            }
+        );
+        assert_eq!(
+            shapes[2],
+            ConvShape {
+                n: 2,
+                h: 109,
+                w: 89,
+                cin: 64,
+                cout: 128
+            }
+        );
+        assert_eq!(
+            shapes[10],
+            ConvShape {
+                n: 2,
+                h: 13,
+                w: 11,
+                cin: 512,
+                cout: 512
+            }
+        );
     }
 }

@@ -106,7 +106,7 @@ fn forward_backward_host(
     };
     let grads = loss.backward();
     let conv_grads = match features.grad(&grads) {
-        Some(df) if !convs.is_empty() => tape.backward(convs, &values(&df), &device),
+        Some(df) if !convs.is_empty() => tape.backward(&values(&df), &device),
         _ => Vec::new(),
     };
     let convs = conv_grads

@@ -7,9 +7,9 @@ use clap::Args;
 use serde::Serialize;
 
 use super::median_secs;
-use crate::kernels::conv3x3::{self, ConvShape};
+use crate::kernels::conv3x3;
 use crate::kernels::{gemm, layout, pool, winograd};
-use crate::model::vgg16::{CONV_LAYER_NAMES, VGG16_WIDTHS, pool_after, spatial_after};
+use crate::model::vgg16::{CONV_LAYER_NAMES, VGG16_WIDTHS, conv_shapes, pool_after};
 
 #[derive(Args, Debug)]
 #[command(
@@ -61,20 +61,9 @@ pub fn run(a: LayersBenchArgs) -> anyhow::Result<()> {
         })
     };
     let mut pool_secs = 0.0;
-    for (i, name) in CONV_LAYER_NAMES.iter().enumerate() {
-        let (h, w) = if i == 0 {
-            a.input
-        } else {
-            spatial_after(a.input, i - 1)
-        };
-        let cin = if i == 0 { 3 } else { VGG16_WIDTHS[i - 1] };
-        let s = ConvShape {
-            n: a.batch,
-            h,
-            w,
-            cin,
-            cout: VGG16_WIDTHS[i],
-        };
+    let shapes = conv_shapes(a.batch, a.input, 3, 0, &VGG16_WIDTHS);
+    for (i, (name, &s)) in CONV_LAYER_NAMES.iter().zip(&shapes).enumerate() {
+        let (h, w, cin) = (s.h, s.w, s.cin);
         let x = pseudo_random(s.pixels() * cin, i as u32);
         let weight = pseudo_random(s.cout * cin * 9, 100 + i as u32);
         let kernel = layout::pack_kernel(&weight, s.cout, cin);

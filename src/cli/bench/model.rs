@@ -10,7 +10,7 @@ use super::median_secs;
 use crate::device::Backend;
 use crate::model::head::Head;
 use crate::model::layers::{tensor4, values};
-use crate::model::vgg16::{VGG16_WIDTHS, Vgg16, spatial_after};
+use crate::model::vgg16::{VGG16_WIDTHS, Vgg16, conv_shapes};
 use crate::model::{Classifier, Conventions, ModelSpec, TrainableFrom};
 use crate::preprocess::{Interpolation, Preprocessing};
 use crate::train::{Adam, train_step, train_step_from_prefix};
@@ -77,13 +77,9 @@ struct Workloads {
 
 /// GFLOP per image of the convolutions `range` of VGG16 at `input`, forward only.
 fn conv_gflop(input: (usize, usize), range: std::ops::Range<usize>) -> f64 {
-    range
-        .map(|i| {
-            let (h, w) = spatial_after(input, i.saturating_sub(1));
-            let (h, w) = if i == 0 { input } else { (h, w) };
-            let cin = if i == 0 { 3 } else { VGG16_WIDTHS[i - 1] };
-            2.0 * (h * w * 9 * cin * VGG16_WIDTHS[i]) as f64 / 1e9
-        })
+    conv_shapes(1, input, 3, 0, &VGG16_WIDTHS)[range]
+        .iter()
+        .map(|s| s.flops() / 1e9)
         .sum()
 }
 
