@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod faces;
 pub mod features;
 pub mod kernels;
 pub mod model;

@@ -26,6 +26,28 @@ pub enum Interpolation {
     Bilinear,
 }
 
+/// How a photo is framed before it is resized to the input: the whole picture, or each face
+/// found in it aligned as CelebA's aligned set was. A property of the training data, recorded
+/// in every model so that `predict --faces auto` frames new photos the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// The whole image (what any image set gives unless it says otherwise).
+    #[default]
+    Whole,
+    /// Faces aligned as CelebA's aligned set: CelebA from `data celeba`, or `faces align`.
+    CelebaAligned,
+}
+
+impl Framing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Whole => "whole",
+            Framing::CelebaAligned => "celeba-aligned",
+        }
+    }
+}
+
 const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 const TORCH_MEAN_RGB: [f32; 3] = [0.485, 0.456, 0.406];
 const TORCH_STD_RGB: [f32; 3] = [0.229, 0.224, 0.225];

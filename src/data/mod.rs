@@ -5,6 +5,7 @@ pub mod bad;
 pub mod celeba;
 pub mod decode;
 pub mod folder;
+pub mod framing;
 pub mod inspect;
 pub mod manifest;
 pub mod pipeline;

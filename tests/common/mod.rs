@@ -86,3 +86,10 @@ pub fn train_args(
     a.cache_memory = 64;
     a
 }
+
+/// `$FACEATTR_IMAGES`, else `../shared/images` beside the checkout: public-domain photos.
+pub fn images() -> PathBuf {
+    std::env::var_os("FACEATTR_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/images"))
+}
