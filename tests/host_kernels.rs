@@ -29,6 +29,7 @@ fn host_kernels_match_burn_forward_and_gradients() {
         conventions: Conventions::Keras,
         trainable: "block4_conv1".parse::<TrainableFrom>().expect("layer name"),
         class_names: vec!["a".into(), "b".into()],
+        framing: Default::default(),
     };
     let model = Classifier { base, head, spec };
     let x: Vec<f32> = (0..4 * 3 * 64 * 48)

@@ -21,6 +21,7 @@ fn classifier(file: &str, prep: Preprocessing, conventions: Conventions) -> Clas
         conventions,
         trainable: TrainableFrom::REFERENCE,
         class_names: vec!["a".into(), "b".into()],
+        framing: Default::default(),
     };
     Classifier::from_weights(&ws, 8, spec, 0, &device()).expect("classifier builds")
 }

@@ -169,6 +169,34 @@ pub fn read_partition(
     Ok(out)
 }
 
+/// Marks the split as CelebA-aligned when its images are the aligned set (`img_align_celeba`,
+/// whose crops are 178 x 218), so that a model trained on it aligns faces in `predict`.
+fn write_marker(out: &Path, images: &Path, attr: &str) -> Result<(), DataError> {
+    let aligned_folder = images.file_name().is_some_and(|n| n == "img_align_celeba");
+    let first = std::fs::read_dir(images).ok().and_then(|mut d| {
+        d.find_map(|e| {
+            let p = e.ok()?.path();
+            let ext = p.extension()?.to_str()?.to_ascii_lowercase();
+            (p.is_file() && matches!(ext.as_str(), "jpg" | "jpeg" | "png")).then_some(p)
+        })
+    });
+    let size = first.and_then(|p| image::image_dimensions(&p).ok());
+    let aligned = aligned_folder || size == Some((178, 218));
+    super::framing::write(
+        out,
+        &super::framing::DatasetInfo {
+            framing: if aligned {
+                crate::preprocess::Framing::CelebaAligned
+            } else {
+                crate::preprocess::Framing::Whole
+            },
+            size_hw: size.map(|(w, h)| (h as usize, w as usize)),
+            made_by: format!("faceattr {} data celeba", env!("CARGO_PKG_VERSION")),
+            details: serde_json::json!({ "images": images, "attribute": attr }),
+        },
+    )
+}
+
 /// Builds the split and writes it under `out`.
 pub fn build(
     root: &Path,
@@ -293,6 +321,7 @@ pub fn build(
             }
         }
     }
+    write_marker(out, &images, attr)?;
     Ok(CelebaReport {
         classes,
         counts,

@@ -10,7 +10,7 @@ use super::conventions::Conventions;
 use super::head::Head;
 use super::trainable::TrainableFrom;
 use super::vgg16::Vgg16;
-use crate::preprocess::{Interpolation, Preprocessing};
+use crate::preprocess::{Framing, Interpolation, Preprocessing};
 use crate::weights::{WeightSet, WeightsError};
 
 /// Everything about a model except its tensors.
@@ -23,6 +23,9 @@ pub struct ModelSpec {
     pub conventions: Conventions,
     pub trainable: TrainableFrom,
     pub class_names: Vec<String>,
+    /// How the training images were framed (models saved before faces existed: whole).
+    #[serde(default)]
+    pub framing: Framing,
 }
 
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use crate::data::bad::BadImagePolicy;
 use crate::data::decode::DEFAULT_PIXEL_LIMIT;
 use crate::device::Backend;
 use crate::model::{Conventions, TrainableFrom};
-use crate::preprocess::{Interpolation, Preprocessing};
+use crate::preprocess::{Framing, Interpolation, Preprocessing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +72,11 @@ pub struct TrainArgs {
     pub preprocess: Option<Preprocessing>,
     #[arg(long, value_enum, default_value_t = Interpolation::Nearest)]
     pub interpolation: Interpolation,
+    /// How the training images are framed; by default what the data's faceattr-dataset.json
+    /// says (written by `data celeba` and `faces align`), else whole images. Recorded in the
+    /// model: `predict --faces auto` detects and aligns faces for aligned models.
+    #[arg(long, value_enum)]
+    pub framing: Option<Framing>,
     #[arg(long, value_enum, default_value_t = CacheMode::Auto)]
     pub cache: CacheMode,
     /// Largest frozen-feature cache kept in memory (MiB); a larger one is memory-mapped from a

@@ -26,6 +26,7 @@ use crate::model::saved::{self, ModelMeta};
 use crate::model::summary::summarize;
 use crate::model::vgg16::{VGG16_WIDTHS, Vgg16, spatial_after};
 use crate::model::{Classifier, ModelSpec};
+use crate::preprocess::Framing;
 use crate::weights::{NamedTensor, WeightsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -293,6 +294,14 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
             (None, _) => "off (--cache off)".into(),
         }
     ));
+    log.line(&format!(
+        "images framed: {}",
+        match model.spec.framing {
+            Framing::CelebaAligned =>
+                "faces aligned as CelebA's (`predict` will detect and align faces)",
+            Framing::Whole => "whole images (`predict` will use whole images)",
+        }
+    ));
 
     let bad_log = BadImageLog::default();
     let mut bad_train: HashSet<usize> = HashSet::new();
@@ -535,6 +544,10 @@ fn build_model(
         conventions: args.conventions,
         trainable: args.trainable,
         class_names: train.classes.clone(),
+        framing: match args.framing {
+            Some(f) => f,
+            None => crate::data::framing::framing_of(&args.data)?,
+        },
     };
     let head = Head::random(
         base.feature_dim(),

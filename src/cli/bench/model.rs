@@ -116,6 +116,7 @@ pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
         conventions: Conventions::Keras,
         trainable: TrainableFrom::REFERENCE,
         class_names: vec!["female".into(), "male".into()],
+        framing: Default::default(),
     };
     let mut model = Classifier { base, head, spec };
     let (h, w) = a.input;
