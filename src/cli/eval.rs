@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::faces::DetectorArgs;
+use super::predict::FacesMode;
 use crate::data::LabeledSet;
 use crate::device::Backend;
 use crate::eval::card;
@@ -39,6 +41,12 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Faces or whole images, as `predict --faces`; with faces each photo is scored by its
+    /// largest face and a photo without one is listed as left out.
+    #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
+    pub faces: FacesMode,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
 }
 
 #[derive(Args, Debug)]
@@ -61,10 +69,21 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         );
     }
     let attrs = a.attributes.as_deref().map(read_attributes).transpose()?;
+    let cropper = if a.faces.detects(loaded.meta.spec.framing) {
+        Some(a.detector.cropper(loaded.meta.spec.input_hw)?)
+    } else {
+        None
+    };
     let bar = crate::progress::items_bar(set.samples.len() as u64, "eval");
-    let r = evaluate(&loaded.model, &set, a.worst, attrs.as_ref(), &device, |n| {
-        bar.inc(n as u64)
-    });
+    let r = evaluate(
+        &loaded.model,
+        &set,
+        a.worst,
+        attrs.as_ref(),
+        cropper.as_ref(),
+        &device,
+        |n| bar.inc(n as u64),
+    );
     bar.finish_and_clear();
     let out = a.out.unwrap_or_else(|| {
         a.model
@@ -111,10 +130,18 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} images of {}: accuracy {:.2} %",
+        "{} images of {}: accuracy {:.2} %{}",
         r.n,
         a.data.display(),
-        100.0 * r.accuracy
+        100.0 * r.accuracy,
+        if cropper.is_some() {
+            format!(
+                " (largest face of each photo; {} left out)",
+                r.unreadable.len()
+            )
+        } else {
+            String::new()
+        }
     );
     println!(
         "ROC AUC {}   ECE {:.4}   loss {:.4}",

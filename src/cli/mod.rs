@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod eval;
+pub mod faces;
 pub mod features;
 pub mod predict;
 pub mod summary;
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand};
     name = "faceattr",
     version,
     about = "Face attribute (gender) classification by fine-tuning VGG16, faithful to Keras and PyTorch",
-    after_help = "Examples:\n  faceattr demo\n  faceattr train --data faces/train --valid faces/valid --weights vgg16_notop.h5 --out runs/gender\n  faceattr predict --model runs/gender/weights/best.safetensors photo.jpg\n  faceattr summary --weights none\n  faceattr weights fetch vgg16 --source keras\n  faceattr features --weights vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 face.jpg"
+    after_help = "Examples:\n  faceattr demo\n  faceattr train --data faces/train --valid faces/valid --weights vgg16_notop.h5 --out runs/gender\n  faceattr predict --model runs/gender/weights/best.safetensors photo.jpg\n  faceattr predict --model best.safetensors --annotate out/ group.jpg\n  faceattr faces align --out aligned photos/\n  faceattr summary --weights none\n  faceattr weights fetch vgg16 --source keras\n  faceattr features --weights vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 face.jpg"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -30,8 +31,11 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Fine-tune VGG16 + head on labelled images (the reference recipe by default).
     Train(train::TrainCommand),
-    /// Predict the class of images with a trained model.
+    /// Predict the class of each face in photos (or of whole images) with a trained model.
     Predict(predict::PredictArgs),
+    /// Find faces in photos; align them as CelebA's aligned set was made.
+    #[command(subcommand)]
+    Faces(faces::FacesCommand),
     /// Evaluate a trained model on a labelled test set: figures, charts, report.json, card.md.
     Eval(eval::EvalArgs),
     /// Print a trained model's card: what it is, its data, its limits.
@@ -56,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Train(c) => train::run(c),
         Command::Predict(a) => predict::run(a),
+        Command::Faces(c) => faces::run(c),
         Command::Eval(a) => eval::run(a),
         Command::Card(a) => eval::run_card(a),
         Command::Data(c) => data::run(c),

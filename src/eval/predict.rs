@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
+use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::data::decode::{DEFAULT_PIXEL_LIMIT, DecodeError};
+use crate::data::bad::BadImage;
+use crate::data::decode::{DEFAULT_PIXEL_LIMIT, DecodeError, decode_rgb};
+use crate::faces::{Face, FaceCrop, FaceCropper};
 use crate::features::InputSpec;
 use crate::model::Classifier;
 use crate::model::layers::values;
@@ -71,6 +74,127 @@ pub fn predict(
             });
         }
         on_done(chunk.len());
+    }
+    out
+}
+
+/// One face of a photo and the model's probabilities for it.
+#[derive(Debug, Clone)]
+pub struct FacePrediction {
+    pub face: Face,
+    pub probs: Vec<f32>,
+}
+
+impl FacePrediction {
+    pub fn label(&self) -> usize {
+        super::metrics::argmax(&self.probs)
+    }
+}
+
+/// A photo's faces with their predictions (none when no face was found).
+#[derive(Debug, Clone)]
+pub struct PhotoFaces {
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<FacePrediction>,
+}
+
+impl PhotoFaces {
+    /// The largest face's prediction: the photo's answer when one answer is needed (eval).
+    pub fn largest(&self) -> Option<&FacePrediction> {
+        self.faces
+            .iter()
+            .max_by(|a, b| a.face.area().total_cmp(&b.face.area()))
+    }
+}
+
+/// A photo, and what was found in it or why it could not be used.
+#[derive(Debug, Clone)]
+pub struct PhotoPrediction {
+    pub path: PathBuf,
+    pub result: Result<PhotoFaces, BadImage>,
+}
+
+/// What a caller may do with each photo while it is still in memory (draw it, explain it).
+pub struct PhotoView<'a> {
+    pub prediction: &'a PhotoPrediction,
+    /// None when the photo could not be used.
+    pub photo: Option<&'a RgbImage>,
+    pub crops: &'a [FaceCrop],
+}
+
+/// Detects, aligns and classifies every face of each photo, `batch` photos decoded at once.
+/// `on_photo` sees each photo in input order (with its pixels and crops when it could be
+/// used) before they are dropped.
+pub fn predict_faces(
+    model: &Classifier,
+    cropper: &FaceCropper,
+    paths: &[PathBuf],
+    batch: usize,
+    device: &Device,
+    mut on_photo: impl FnMut(PhotoView<'_>),
+) -> Vec<PhotoPrediction> {
+    let spec = input_spec(model);
+    let classes = model.head.classes();
+    let mut out = Vec::with_capacity(paths.len());
+    for chunk in paths.chunks(batch.max(1)) {
+        let framed: Vec<Result<(RgbImage, Vec<FaceCrop>), BadImage>> = chunk
+            .par_iter()
+            .map(|p| {
+                let photo = decode_rgb(p, spec.pixel_limit).map_err(|e| BadImage::from(&e))?;
+                let crops = cropper.crops(&photo).map_err(|e| BadImage {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok((photo, crops))
+            })
+            .collect();
+        let images: Vec<RgbImage> = framed
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flat_map(|(_, crops)| crops.iter().map(|c| c.image.clone()))
+            .collect();
+        let mut rows = Vec::with_capacity(images.len());
+        for part in images.chunks(batch.max(1)) {
+            let v = values(&model.probabilities(spec.batch(part, device)));
+            rows.extend(v.chunks(classes).map(<[f32]>::to_vec));
+        }
+        let mut rows = rows.into_iter();
+        for (path, r) in chunk.iter().zip(framed) {
+            let (prediction, kept) = match r {
+                Ok((photo, crops)) => {
+                    let faces = crops
+                        .iter()
+                        .map(|c| FacePrediction {
+                            face: c.face,
+                            probs: rows.next().unwrap_or_default(),
+                        })
+                        .collect();
+                    let p = PhotoPrediction {
+                        path: path.clone(),
+                        result: Ok(PhotoFaces {
+                            width: photo.width(),
+                            height: photo.height(),
+                            faces,
+                        }),
+                    };
+                    (p, Some((photo, crops)))
+                }
+                Err(bad) => (
+                    PhotoPrediction {
+                        path: path.clone(),
+                        result: Err(bad),
+                    },
+                    None,
+                ),
+            };
+            on_photo(PhotoView {
+                prediction: &prediction,
+                photo: kept.as_ref().map(|k| &k.0),
+                crops: kept.as_ref().map_or(&[], |k| &k.1),
+            });
+            out.push(prediction);
+        }
     }
     out
 }

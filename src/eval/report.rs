@@ -9,9 +9,10 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use super::metrics::{Bin, ClassMetrics, argmax, bce, calibration, compute, roc_auc, roc_curve};
-use super::predict::predict;
+use super::predict::{predict, predict_faces};
 use crate::data::LabeledSet;
 use crate::data::bad::BadImage;
+use crate::faces::FaceCropper;
 use crate::model::Classifier;
 
 #[derive(Debug, Serialize, Clone)]
@@ -48,7 +49,10 @@ pub struct EvalReport {
     pub reliability: Vec<Bin>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subgroups: Vec<Subgroup>,
+    /// Photos left out: unreadable, or (with faces) no face found.
     pub unreadable: Vec<BadImage>,
+    /// `whole`, or `faces` (each photo's largest face, detected and aligned).
+    pub framing: String,
     #[serde(skip)]
     pub roc: Vec<(f64, f64)>,
     #[serde(skip)]
@@ -61,26 +65,55 @@ fn normalised(p: &[f32]) -> Vec<f64> {
     p.iter().map(|&v| v as f64 / s).collect()
 }
 
+/// Each photo's probabilities: of the whole image, or (with `faces`) of its largest face.
+fn photo_probs(
+    model: &Classifier,
+    paths: &[PathBuf],
+    faces: Option<&FaceCropper>,
+    device: &Device,
+    mut on_done: impl FnMut(usize),
+) -> Vec<Result<Vec<f32>, BadImage>> {
+    match faces {
+        None => predict(model, paths, 12, device, on_done)
+            .into_iter()
+            .map(|p| p.probs.map_err(|e| BadImage::from(&e)))
+            .collect(),
+        Some(cropper) => predict_faces(model, cropper, paths, 12, device, |_| on_done(1))
+            .into_iter()
+            .map(|p| {
+                let r = p.result?;
+                r.largest()
+                    .map(|f| f.probs.clone())
+                    .ok_or_else(|| BadImage {
+                        path: p.path.clone(),
+                        reason: "no face found".into(),
+                    })
+            })
+            .collect(),
+    }
+}
+
 pub fn evaluate(
     model: &Classifier,
     set: &LabeledSet,
     worst_n: usize,
     attributes: Option<&HashMap<String, Vec<(String, bool)>>>,
+    faces: Option<&FaceCropper>,
     device: &Device,
     on_done: impl FnMut(usize),
 ) -> EvalReport {
     let paths: Vec<PathBuf> = set.samples.iter().map(|s| s.path.clone()).collect();
-    let preds = predict(model, &paths, 12, device, on_done);
+    let preds = photo_probs(model, &paths, faces, device, on_done);
     let (mut truth, mut probs, mut kept_paths, mut unreadable) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (s, p) in set.samples.iter().zip(preds) {
-        match p.probs {
+        match p {
             Ok(v) => {
                 truth.push(s.label);
                 probs.push(v);
                 kept_paths.push(s.path.clone());
             }
-            Err(e) => unreadable.push(BadImage::from(&e)),
+            Err(bad) => unreadable.push(bad),
         }
     }
     let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
@@ -136,6 +169,7 @@ pub fn evaluate(
         reliability,
         subgroups,
         unreadable,
+        framing: if faces.is_some() { "faces" } else { "whole" }.into(),
         roc,
         classes: set.classes.clone(),
     }

@@ -1,8 +1,9 @@
 //! `faceattr bench`: measured throughput of the network (`model`), of each convolution on
-//! faceattr's kernels (`layers`) and of the input pipeline (`data`). Every figure is the
+//! faceattr's kernels (`layers`) and of the input pipeline (`data`), and of face detection and alignment (`faces`). Every figure is the
 //! median of several timed runs after a warm-up.
 
 mod data;
+mod faces;
 mod layers;
 mod model;
 
@@ -11,6 +12,7 @@ use std::time::Instant;
 use clap::Subcommand;
 
 pub use data::DataBenchArgs;
+pub use faces::FacesBenchArgs;
 pub use layers::LayersBenchArgs;
 pub use model::{Kernels, ModelBenchArgs};
 
@@ -22,6 +24,8 @@ pub enum BenchCommand {
     Layers(LayersBenchArgs),
     /// Throughput of the input pipeline: decoded, resized and preprocessed images per second.
     Data(DataBenchArgs),
+    /// Face detection ms per photo (beside onnxruntime's) and `faces align` photos per second.
+    Faces(FacesBenchArgs),
 }
 
 pub fn run(c: BenchCommand) -> anyhow::Result<()> {
@@ -29,6 +33,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Model(a) => model::run(a),
         BenchCommand::Layers(a) => layers::run(a),
         BenchCommand::Data(a) => data::run(a),
+        BenchCommand::Faces(a) => faces::run(a),
     }
 }
 
