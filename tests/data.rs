@@ -2,6 +2,8 @@
 //! of each kind, EXIF orientation, a decompression bomb, nested class folders, manifests, a
 //! fake miniature CelebA, and the pipeline's order.
 
+mod common;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -124,27 +126,13 @@ fn grey_palette_and_alpha_are_converted() {
     assert_eq!(p.get_pixel(3, 1).0, [0, 0, 255]);
 }
 
-/// A TIFF-in-EXIF block with one entry: Orientation = `value`.
-fn exif_orientation(value: u16) -> Vec<u8> {
-    let mut b = b"II*\0".to_vec();
-    b.extend_from_slice(&8u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&0x0112u16.to_le_bytes());
-    b.extend_from_slice(&3u16.to_le_bytes());
-    b.extend_from_slice(&1u32.to_le_bytes());
-    b.extend_from_slice(&value.to_le_bytes());
-    b.extend_from_slice(&[0, 0]);
-    b.extend_from_slice(&0u32.to_le_bytes());
-    b
-}
-
 #[test]
 fn exif_orientation_is_applied() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("rotated.jpg");
     let mut bytes = Vec::new();
     let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut bytes), 95);
-    enc.set_exif_metadata(exif_orientation(6)).unwrap();
+    enc.set_exif_metadata(common::exif_orientation(6)).unwrap();
     let img = halves();
     enc.write_image(img.as_raw(), 32, 16, image::ExtendedColorType::Rgb8)
         .unwrap();
@@ -440,6 +428,9 @@ fn celeba_split_is_balanced_respects_partitions_and_reports_problems() {
             .any(|s| s.contains("list_attr_celeba.txt 12: 39 values for 40 attributes")),
         "{reasons:?}"
     );
+    // the split says it is CelebA's aligned set, so its models align faces in `predict`
+    let framing = faceattr::data::framing::framing_of(&d.path().join("out/train.csv")).unwrap();
+    assert_eq!(framing, faceattr::preprocess::Framing::CelebaAligned);
     for (k, name) in ["train", "valid", "test"].iter().enumerate() {
         let set = LabeledSet::open(&d.path().join("out").join(format!("{name}.csv"))).unwrap();
         for s in &set.samples {

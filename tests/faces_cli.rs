@@ -106,6 +106,50 @@ fn detect_prints_json_and_draws_the_face() {
     );
 }
 
+#[test]
+fn exif_orientation_is_applied_before_detection() {
+    use image::ImageEncoder;
+    // A phone that held the camera sideways: pixels stored turned a quarter to the left, with
+    // EXIF orientation 6 (turn right to view). The face must come back in upright coordinates.
+    let d = tempfile::tempdir().expect("tempdir");
+    let upright = image::imageops::crop_imm(
+        &image::open(astronaut_path()).expect("astronaut").to_rgb8(),
+        40,
+        0,
+        400,
+        300,
+    )
+    .to_image();
+    let stored = image::imageops::rotate270(&upright);
+    let path = d.path().join("sideways.jpg");
+    let mut bytes = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
+    enc.set_exif_metadata(common::exif_orientation(6))
+        .expect("exif");
+    enc.write_image(
+        stored.as_raw(),
+        stored.width(),
+        stored.height(),
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("encode");
+    std::fs::write(&path, &bytes).expect("write");
+    let lines = json_lines(&ok(&faceattr(&["faces", "detect", "--json", s(&path)])));
+    assert_eq!(
+        (lines[0]["width"].as_u64(), lines[0]["height"].as_u64()),
+        (Some(400), Some(300))
+    );
+    let faces = lines[0]["faces"].as_array().expect("faces");
+    assert_eq!(faces.len(), 1, "{}", lines[0]);
+    let eye = |k: usize| faces[0]["landmarks"][k][0].as_f64().expect("x");
+    // upright: the image-left eye near x = 200 - 40, left of the other
+    assert!(
+        (eye(0) - 160.1).abs() < 8.0 && eye(0) < eye(1),
+        "{}",
+        lines[0]
+    );
+}
+
 /// A class-folder tree of real photos: the astronaut, mirrored (a different-looking person
 /// for the test's purpose), brightened; a photo without a face; a broken file.
 fn photo_tree(root: &Path) {

@@ -154,7 +154,7 @@ pub fn align_face(img: &RgbImage, face: &Face, template: &AlignTemplate) -> RgbI
         ((part.width() as f64 / reduction).round() as u32).max(1),
         ((part.height() as f64 / reduction).round() as u32).max(1),
     );
-    let small = image::imageops::resize(&part, pw, ph, image::imageops::FilterType::Triangle);
+    let small = crate::preprocess::resample(&part, pw, ph);
     let (kx, ky) = (
         pw as f64 / part.width() as f64,
         ph as f64 / part.height() as f64,

@@ -147,7 +147,7 @@ impl FaceDetector {
             let image = if from.dimensions() == (tw, th) {
                 from.clone()
             } else {
-                image::imageops::resize(from, tw, th, image::imageops::FilterType::Triangle)
+                crate::preprocess::resample(from, tw, th)
             };
             out.push(Scaled {
                 image,
