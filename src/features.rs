@@ -25,13 +25,17 @@ pub struct InputSpec {
 impl InputSpec {
     /// Decodes and resizes one file.
     pub fn load(&self, path: &Path) -> Result<RgbImage, DecodeError> {
-        let img = decode_rgb(path, self.pixel_limit)?;
-        Ok(resize(
+        Ok(self.frame_whole(decode_rgb(path, self.pixel_limit)?))
+    }
+
+    /// A decoded image, whole, at the input size.
+    pub fn frame_whole(&self, img: RgbImage) -> RgbImage {
+        resize(
             img,
             self.width as u32,
             self.height as u32,
             self.interpolation,
-        ))
+        )
     }
 
     /// A preprocessed NCHW batch from images already at the input size.

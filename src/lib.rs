@@ -19,5 +19,6 @@ pub mod model;
 pub mod preprocess;
 pub mod progress;
 pub mod report;
+pub mod serve;
 pub mod train;
 pub mod weights;

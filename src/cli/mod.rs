@@ -7,6 +7,7 @@ pub mod eval;
 pub mod faces;
 pub mod features;
 pub mod predict;
+pub mod serve;
 pub mod summary;
 pub mod train;
 pub mod weights;
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
     name = "faceattr",
     version,
     about = "Face attribute (gender) classification by fine-tuning VGG16, faithful to Keras and PyTorch",
-    after_help = "Examples:\n  faceattr demo\n  faceattr train --data faces/train --valid faces/valid --weights vgg16_notop.h5 --out runs/gender\n  faceattr predict --model runs/gender/weights/best.safetensors photo.jpg\n  faceattr predict --model best.safetensors --annotate out/ group.jpg\n  faceattr faces align --out aligned photos/\n  faceattr summary --weights none\n  faceattr weights fetch vgg16 --source keras\n  faceattr features --weights vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 face.jpg"
+    after_help = "Examples:\n  faceattr demo\n  faceattr train --data faces/train --valid faces/valid --weights vgg16_notop.h5 --out runs/gender\n  faceattr predict --model runs/gender/weights/best.safetensors photo.jpg\n  faceattr predict --model best.safetensors --annotate out/ group.jpg\n  faceattr faces align --out aligned photos/\n  faceattr serve --model best.safetensors\n  faceattr summary --weights none\n  faceattr weights fetch vgg16 --source keras\n  faceattr features --weights vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 face.jpg"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -33,6 +34,8 @@ pub enum Command {
     Train(train::TrainCommand),
     /// Predict the class of each face in photos (or of whole images) with a trained model.
     Predict(predict::PredictArgs),
+    /// Serve a model over HTTP, with a web page, dynamic batching and metrics.
+    Serve(serve::ServeArgs),
     /// Find faces in photos; align them as CelebA's aligned set was made.
     #[command(subcommand)]
     Faces(faces::FacesCommand),
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(c) => train::run(c),
         Command::Predict(a) => predict::run(a),
         Command::Faces(c) => faces::run(c),
+        Command::Serve(a) => serve::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Card(a) => eval::run_card(a),
         Command::Data(c) => data::run(c),

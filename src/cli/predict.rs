@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::faces::{DetectorArgs, expand, output_stems, save_annotated};
 use crate::device::Backend;
-use crate::eval::predict::{PhotoView, predict, predict_faces};
+use crate::eval::predict::{PhotoView, face_json, predict, predict_faces, whole_json};
 use crate::faces::annotate::{Mark, annotate};
 use crate::model::saved;
 use crate::preprocess::Framing;
@@ -94,15 +94,6 @@ fn others_text(classes: &[String], probs: &[f32], label: usize) -> String {
         .join(", ")
 }
 
-fn probs_json(classes: &[String], probs: &[f32]) -> serde_json::Value {
-    classes
-        .iter()
-        .zip(probs)
-        .map(|(c, v)| (c.clone(), serde_json::json!(v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let device = a.backend.device()?;
     let loaded = saved::load(&a.model, &device)?;
@@ -154,13 +145,7 @@ fn run_faces(
                 let faces: Vec<serde_json::Value> = r
                     .faces
                     .iter()
-                    .map(|f| {
-                        serde_json::json!({
-                            "box": f.face.bbox, "score": f.face.score,
-                            "landmarks": f.face.landmarks,
-                            "label": classes[f.label()], "probs": probs_json(classes, &f.probs),
-                        })
-                    })
+                    .map(|f| face_json(classes, &f.face, &f.probs))
                     .collect();
                 println!(
                     "{}",
@@ -248,10 +233,10 @@ fn run_whole(
     let mut failed = 0;
     for p in &preds {
         match (&p.probs, p.label()) {
-            (Ok(probs), Some(label)) if a.json => {
+            (Ok(probs), Some(_)) if a.json => {
                 println!(
                     "{}",
-                    serde_json::json!({"path": p.path, "label": classes[label], "probs": probs_json(classes, probs)})
+                    whole_json(&p.path.display().to_string(), classes, probs)
                 );
             }
             (Ok(probs), Some(label)) => {

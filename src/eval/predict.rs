@@ -31,6 +31,32 @@ impl Prediction {
     }
 }
 
+/// `{class: probability}` in class order.
+pub fn probs_json(classes: &[String], probs: &[f32]) -> serde_json::Value {
+    classes
+        .iter()
+        .zip(probs)
+        .map(|(c, v)| (c.clone(), serde_json::json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// One face as `predict --json` and the service print it:
+/// `{"box","score","landmarks","label","probs"}`.
+pub fn face_json(classes: &[String], face: &Face, probs: &[f32]) -> serde_json::Value {
+    let label = super::metrics::argmax(probs);
+    serde_json::json!({
+        "box": face.bbox, "score": face.score, "landmarks": face.landmarks,
+        "label": classes.get(label), "probs": probs_json(classes, probs),
+    })
+}
+
+/// A whole image as `predict --json` prints it: `{"path","label","probs"}`.
+pub fn whole_json(path: &str, classes: &[String], probs: &[f32]) -> serde_json::Value {
+    let label = super::metrics::argmax(probs);
+    serde_json::json!({"path": path, "label": classes.get(label), "probs": probs_json(classes, probs)})
+}
+
 pub fn input_spec(model: &Classifier) -> InputSpec {
     InputSpec {
         height: model.spec.input_hw.0,
