@@ -11,33 +11,8 @@ use std::time::{Duration, Instant};
 
 use faceattr::serve::{ServeConfig, Server, start};
 
-/// A small model trained on generated images (whole-image framing), once per test binary.
 fn model() -> PathBuf {
-    static MODEL: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let d = tempfile::tempdir().expect("tempdir");
-            faceattr::data::synthetic::write_dataset(
-                &d.path().join("data"),
-                [16, 4, 0],
-                178,
-                218,
-                0,
-            )
-            .expect("data");
-            let mut args = common::train_args(
-                &d.path().join("data"),
-                &d.path().join("run"),
-                &faceattr::cli::demo::DEMO_WIDTHS,
-            );
-            args.epochs = 1;
-            args.head = 8;
-            faceattr::train::trainer::train(args, false, true).expect("trains");
-            let m = d.path().join("run/weights/best.safetensors");
-            (d, m)
-        })
-        .1
-        .clone()
+    common::tiny_model()
 }
 
 fn config(model: &Path) -> ServeConfig {
@@ -507,4 +482,74 @@ fn sigterm_finishes_the_request_in_flight_then_exits() {
     let out = child.wait_with_output().expect("exits");
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("faceattr serve: stopped"));
+}
+
+/// Encodes `img` in `format`.
+fn encoded(img: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut std::io::Cursor::new(&mut out), format)
+        .expect("encode");
+    out
+}
+
+#[test]
+fn hundreds_of_damaged_images_never_take_it_down() {
+    use rand::{Rng, SeedableRng};
+    let server = start(config(&model()), false).expect("starts");
+    let img = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 99])
+    });
+    let originals: Vec<Vec<u8>> = [
+        image::ImageFormat::Png,
+        image::ImageFormat::Jpeg,
+        image::ImageFormat::Gif,
+        image::ImageFormat::Bmp,
+        image::ImageFormat::Tiff,
+        image::ImageFormat::WebP,
+    ]
+    .iter()
+    .map(|f| encoded(&img, *f))
+    .collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..240 {
+        let mut body = originals[i % originals.len()].clone();
+        match i % 4 {
+            // cut short anywhere
+            0 => body.truncate(rng.random_range(0..body.len())),
+            // a few bytes flipped, headers included
+            1 => {
+                for _ in 0..rng.random_range(1..8) {
+                    let k = rng.random_range(0..body.len());
+                    body[k] ^= rng.random_range(1..=255u8);
+                }
+            }
+            // a length or dimension field made huge
+            2 => {
+                let k = rng.random_range(0..body.len().min(64));
+                body[k] = 0xff;
+                body.insert(k, 0xff);
+            }
+            // random bytes behind a real signature
+            _ => {
+                body.truncate(12);
+                body.extend((0..rng.random_range(0..4000)).map(|_| rng.random::<u8>()));
+            }
+        }
+        let r = post(&server, "", "application/octet-stream", &body);
+        assert!(
+            [200, 400, 413, 422].contains(&r.status),
+            "case {i}: {} {}",
+            r.status,
+            r.body
+        );
+        *seen.entry(r.status).or_insert(0) += 1;
+    }
+    // still up, still right
+    assert_eq!(get(&server, "/healthz").status, 200);
+    assert_eq!(post(&server, "", "image/jpeg", &small_jpeg(5)).status, 200);
+    assert!(seen.len() >= 2, "{seen:?}");
+    eprintln!("damaged images answered: {seen:?}");
+    server.shutdown().expect("stops");
 }

@@ -36,6 +36,17 @@ pub struct JobOutput {
 pub struct Batcher {
     tx: SyncSender<Job>,
     queued: Arc<AtomicUsize>,
+    /// Requests being decoded and framed: jobs that may join the next batch soon.
+    preparing: Arc<AtomicUsize>,
+}
+
+/// Counts a request as being prepared for as long as it lives.
+pub struct Preparing(Arc<AtomicUsize>);
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub enum Submit {
@@ -58,11 +69,32 @@ impl Batcher {
     ) -> std::io::Result<(Batcher, std::thread::JoinHandle<()>)> {
         let (tx, rx) = sync_channel(capacity.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
-        let q = queued.clone();
+        let preparing = Arc::new(AtomicUsize::new(0));
+        let waits = Waits {
+            queued: queued.clone(),
+            preparing: preparing.clone(),
+            max_batch: max_batch.max(1),
+            max_wait,
+        };
         let handle = std::thread::Builder::new()
             .name("faceattr-model".into())
-            .spawn(move || model_loop(model, device, rx, max_batch.max(1), max_wait, q, metrics))?;
-        Ok((Batcher { tx, queued }, handle))
+            .spawn(move || model_loop(model, device, rx, waits, metrics))?;
+        Ok((
+            Batcher {
+                tx,
+                queued,
+                preparing,
+            },
+            handle,
+        ))
+    }
+
+    /// Marks a request as on its way to the queue until the guard is dropped: while any is,
+    /// a batch waits up to `max_wait` for it; when none is, a batch runs at once (a lone
+    /// client never pays the wait).
+    pub fn preparing(&self) -> Preparing {
+        self.preparing.fetch_add(1, Ordering::SeqCst);
+        Preparing(self.preparing.clone())
     }
 
     pub fn submit(&self, job: Job) -> Submit {
@@ -85,17 +117,23 @@ impl Batcher {
     }
 }
 
+/// When the model thread waits for more work before a batch.
+struct Waits {
+    queued: Arc<AtomicUsize>,
+    preparing: Arc<AtomicUsize>,
+    max_batch: usize,
+    max_wait: Duration,
+}
+
 fn model_loop(
     model: Classifier,
     device: Device,
     rx: Receiver<Job>,
-    max_batch: usize,
-    max_wait: Duration,
-    queued: Arc<AtomicUsize>,
+    w: Waits,
     metrics: Arc<Metrics>,
 ) {
     let take = |job: Job, jobs: &mut Vec<Job>, n: &mut usize| {
-        queued.fetch_sub(1, Ordering::SeqCst);
+        w.queued.fetch_sub(1, Ordering::SeqCst);
         *n += job.images.len();
         jobs.push(job);
     };
@@ -104,12 +142,25 @@ fn model_loop(
         let mut jobs = Vec::new();
         let mut n = 0;
         take(first, &mut jobs, &mut n);
-        let deadline = Instant::now() + max_wait;
-        while n < max_batch {
+        let deadline = Instant::now() + w.max_wait;
+        while n < w.max_batch {
+            // what is already queued joins without waiting
+            if let Ok(job) = rx.try_recv() {
+                take(job, &mut jobs, &mut n);
+                continue;
+            }
+            // nothing else on its way: waiting would only delay this batch
+            if w.preparing.load(Ordering::SeqCst) == 0 {
+                break;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(1))) {
                 Ok(job) => take(job, &mut jobs, &mut n),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         metrics.batch(n);

@@ -274,6 +274,8 @@ async fn bodies(req: Request, limit: usize) -> Result<Vec<(String, Bytes)>, Resp
 }
 
 async fn answer(s: AppState, req: Request, detect: bool, explain: bool) -> Response {
+    // Until this request's job is queued (or refused), a batch may wait for it.
+    let preparing = s.0.batcher.preparing();
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -325,11 +327,13 @@ async fn answer(s: AppState, req: Request, detect: bool, explain: bool) -> Respo
         JobOutput::default()
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        match s.0.batcher.submit(Job {
+        let submitted = s.0.batcher.submit(Job {
             images,
             explain,
             reply: tx,
-        }) {
+        });
+        drop(preparing);
+        match submitted {
             Submit::Queued => {}
             Submit::Full => {
                 let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy: the queue is full");

@@ -107,3 +107,33 @@ pub fn exif_orientation(value: u16) -> Vec<u8> {
     b.extend_from_slice(&0u32.to_le_bytes());
     b
 }
+
+/// A small model (demo widths, one epoch) trained on generated images, once per test binary:
+/// for tests of what is done with a model rather than of how well it learned.
+pub fn tiny_model() -> PathBuf {
+    static MODEL: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let d = tempfile::tempdir().expect("tempdir");
+            faceattr::data::synthetic::write_dataset(
+                &d.path().join("data"),
+                [16, 4, 0],
+                178,
+                218,
+                0,
+            )
+            .expect("data");
+            let mut args = train_args(
+                &d.path().join("data"),
+                &d.path().join("run"),
+                &faceattr::cli::demo::DEMO_WIDTHS,
+            );
+            args.epochs = 1;
+            args.head = 8;
+            faceattr::train::trainer::train(args, false, true).expect("trains");
+            let m = d.path().join("run/weights/best.safetensors");
+            (d, m)
+        })
+        .1
+        .clone()
+}

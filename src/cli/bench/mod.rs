@@ -1,11 +1,12 @@
 //! `faceattr bench`: measured throughput of the network (`model`), of each convolution on
-//! faceattr's kernels (`layers`) and of the input pipeline (`data`), and of face detection and alignment (`faces`). Every figure is the
+//! faceattr's kernels (`layers`) and of the input pipeline (`data`), of face detection and alignment (`faces`), and of the service under load (`serve`). Every figure is the
 //! median of several timed runs after a warm-up.
 
 mod data;
 mod faces;
 mod layers;
 mod model;
+mod serve;
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ pub use data::DataBenchArgs;
 pub use faces::FacesBenchArgs;
 pub use layers::LayersBenchArgs;
 pub use model::{Kernels, ModelBenchArgs};
+pub use serve::ServeBenchArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -26,6 +28,8 @@ pub enum BenchCommand {
     Data(DataBenchArgs),
     /// Face detection ms per photo (beside onnxruntime's) and `faces align` photos per second.
     Faces(FacesBenchArgs),
+    /// `faceattr serve` under concurrent clients: requests/s, latency percentiles, errors.
+    Serve(ServeBenchArgs),
 }
 
 pub fn run(c: BenchCommand) -> anyhow::Result<()> {
@@ -34,6 +38,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Layers(a) => layers::run(a),
         BenchCommand::Data(a) => data::run(a),
         BenchCommand::Faces(a) => faces::run(a),
+        BenchCommand::Serve(a) => serve::run(a),
     }
 }
 
