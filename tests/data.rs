@@ -201,7 +201,7 @@ fn write_bad_files(dir: &Path) -> Vec<(&'static str, &'static str)> {
     std::fs::write(dir.join("bomb.png"), bomb_png(100_000, 100_000)).unwrap();
     vec![
         ("empty.jpg", "empty file"),
-        ("truncated.jpg", "corrupt or truncated"),
+        ("truncated.jpg", "truncated"),
         ("corrupt.jpg", "corrupt or truncated"),
         ("notes.jpg", "not an image"),
         ("bomb.png", "over the limit of 50000000 pixels"),
@@ -517,4 +517,99 @@ fn celeba_split_is_balanced_respects_partitions_and_reports_problems() {
         e.contains("list_attr_celeba.txt") && e.contains("no attribute 'Tall'"),
         "{e}"
     );
+}
+
+/// A picture with detail everywhere, so that any missing part shows.
+fn detailed() -> image::RgbImage {
+    ImageBuffer::from_fn(96, 64, |x, y| {
+        Rgb([(x * 5) as u8, (y * 7) as u8, ((x * y) % 253) as u8])
+    })
+}
+
+#[test]
+fn files_cut_short_are_refused_or_decode_whole() {
+    // Every format faceattr reads, cut at every 1/64 of the file and in its last 16 bytes: the
+    // cut file is refused, or (a cut only in a trailer after the pixels) decodes to exactly
+    // the full picture. Nothing comes back with missing pixels filled in.
+    let d = tempfile::tempdir().unwrap();
+    let mut cases: Vec<(String, Vec<u8>)> = [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::Gif,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::WebP,
+    ]
+    .iter()
+    .map(|f| {
+        let mut b = Vec::new();
+        DynamicImage::ImageRgb8(detailed())
+            .write_to(&mut Cursor::new(&mut b), *f)
+            .unwrap();
+        (format!("{f:?}"), b)
+    })
+    .collect();
+    for fixture in ["progressive.jpg", "cmyk.jpg"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(fixture);
+        cases.push((fixture.to_string(), std::fs::read(p).unwrap()));
+    }
+    let path = d.path().join("cut");
+    for (name, bytes) in &cases {
+        let whole = decode_bytes_at(&path, bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let n = bytes.len();
+        let cuts: std::collections::BTreeSet<usize> = (1..64)
+            .map(|k| n * k / 64)
+            .chain((1..=16).map(|k| n - k))
+            .collect();
+        let mut truncated = 0;
+        for cut in cuts {
+            match decode_bytes_at(&path, &bytes[..cut]) {
+                Ok(img) => assert!(
+                    img == whole,
+                    "{name} cut at {cut} of {n} bytes decoded with pixels missing"
+                ),
+                Err(e) => {
+                    truncated += usize::from(matches!(e, DecodeError::Truncated { .. }));
+                }
+            }
+        }
+        if name == "Jpeg" {
+            // the JPEG decoder accepts these by itself: the end check is what refuses them
+            assert!(
+                truncated > 40,
+                "{name}: only {truncated} cuts reported as truncated"
+            );
+        }
+        eprintln!("{name}: {truncated} cuts reported as truncated");
+    }
+}
+
+fn decode_bytes_at(path: &Path, bytes: &[u8]) -> Result<image::RgbImage, DecodeError> {
+    faceattr::data::decode::decode_bytes(path, bytes, DEFAULT_PIXEL_LIMIT)
+}
+
+#[test]
+fn a_truncated_jpeg_is_named_as_such_with_trailing_data_still_fine() {
+    let d = tempfile::tempdir().unwrap();
+    let mut jpeg = Vec::new();
+    DynamicImage::ImageRgb8(detailed())
+        .write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+        .unwrap();
+    let cut = d.path().join("cut.jpg");
+    std::fs::write(&cut, &jpeg[..jpeg.len() * 9 / 10]).unwrap();
+    let e = decode_rgb(&cut, DEFAULT_PIXEL_LIMIT).unwrap_err();
+    assert!(
+        e.reason().starts_with("truncated: the data ends"),
+        "{}",
+        e.reason()
+    );
+    assert!(e.to_string().contains("cut.jpg"));
+    // bytes after the end-of-image marker (phones append some) are not damage
+    let mut appended = jpeg.clone();
+    appended.extend_from_slice(b"MotionPhoto_Data and more");
+    let ok = d.path().join("appended.jpg");
+    std::fs::write(&ok, &appended).unwrap();
+    assert!(decode_rgb(&ok, DEFAULT_PIXEL_LIMIT).is_ok());
 }

@@ -28,6 +28,9 @@ pub enum DecodeError {
     },
     #[error("{path}: corrupt or truncated image: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// The file ends before the image does (a JPEG the decoder would fill with grey).
+    #[error("{path}: truncated: {reason}")]
+    Truncated { path: PathBuf, reason: String },
 }
 
 /// Decodes `path` to 8-bit RGB: EXIF orientation applied, alpha composited over white,
@@ -60,9 +63,9 @@ pub fn decode_bytes(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbIm
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| not_image(e.to_string()))?;
-    if reader.format().is_none() {
+    let Some(format) = reader.format() else {
         return Err(not_image("unknown format".into()));
-    }
+    };
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > pixel_limit {
@@ -83,6 +86,14 @@ pub fn decode_bytes(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbIm
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    // The JPEG decoder fills a file cut short with grey and succeeds: check the data reached
+    // its end (other formats' decoders already fail on missing pixel data).
+    if format == image::ImageFormat::Jpeg {
+        super::jpeg_end::check(bytes).map_err(|reason| DecodeError::Truncated {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    }
     img.apply_orientation(orientation);
     Ok(to_rgb_over_white(img))
 }
@@ -95,7 +106,8 @@ impl DecodeError {
             | DecodeError::Empty { path }
             | DecodeError::NotAnImage { path, .. }
             | DecodeError::TooLarge { path, .. }
-            | DecodeError::Corrupt { path, .. } => path,
+            | DecodeError::Corrupt { path, .. }
+            | DecodeError::Truncated { path, .. } => path,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod folder;
 pub mod framing;
 pub mod inspect;
+pub mod jpeg_end;
 pub mod manifest;
 pub mod pipeline;
 pub mod synthetic;
