@@ -147,3 +147,144 @@ fn unknown_format_and_missing_file() {
         "{msg}"
     );
 }
+
+/// The tiny test model rewritten with its metadata changed by `edit` and tensors kept by `keep`.
+fn tampered(
+    dir: &Path,
+    name: &str,
+    edit: impl Fn(&mut serde_json::Value),
+    keep: impl Fn(&str) -> bool,
+) -> std::path::PathBuf {
+    let src = tiny_model();
+    let bytes = std::fs::read(&src).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut md = header.metadata().clone().unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&md["faceattr"]).unwrap();
+    edit(&mut meta);
+    md.insert("faceattr".into(), meta.to_string());
+    let tensors: Vec<(String, weights::NamedTensor)> =
+        faceattr::weights::safetensors_import::read_all(&src, &bytes)
+            .unwrap()
+            .into_iter()
+            .filter(|(n, _)| keep(n))
+            .collect();
+    let out = dir.join(name);
+    std::fs::write(
+        &out,
+        faceattr::model::saved::to_safetensors(&tensors, md).unwrap(),
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn a_saved_model_whose_metadata_cannot_run_is_refused_naming_the_field() {
+    let d = tempfile::tempdir().unwrap();
+    let device = faceattr::device::Backend::Flex.device().unwrap();
+    let all = |_: &str| true;
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "zero-input",
+            Box::new(|m| m["spec"]["input_hw"] = serde_json::json!([0, 178])),
+            "spec.input_hw 0x178",
+        ),
+        (
+            "tiny-input",
+            Box::new(|m| m["spec"]["input_hw"] = serde_json::json!([16, 16])),
+            "spec.input_hw 16x16",
+        ),
+        (
+            "huge-input",
+            Box::new(|m| m["spec"]["input_hw"] = serde_json::json!([100000, 178])),
+            "spec.input_hw",
+        ),
+        (
+            "trainable",
+            Box::new(|m| m["spec"]["trainable"] = serde_json::json!(14)),
+            "spec.trainable: layer 14",
+        ),
+        (
+            "no-classes",
+            Box::new(|m| m["spec"]["class_names"] = serde_json::json!([])),
+            "spec.class_names: 0 names",
+        ),
+        (
+            "empty-class",
+            Box::new(|m| m["spec"]["class_names"] = serde_json::json!(["a", " "])),
+            "an empty class name",
+        ),
+        (
+            "same-class",
+            Box::new(|m| m["spec"]["class_names"] = serde_json::json!(["a", "a"])),
+            "'a' twice",
+        ),
+        (
+            "no-hidden",
+            Box::new(|m| m["hidden"] = serde_json::json!(0)),
+            "hidden: 0 units",
+        ),
+        (
+            "zero-width",
+            Box::new(|m| m["widths"][3] = serde_json::json!(0)),
+            "metadata widths",
+        ),
+    ];
+    for (name, edit, expected) in cases {
+        let path = tampered(d.path(), &format!("{name}.safetensors"), edit, all);
+        let e = faceattr::model::saved::load(&path, &device)
+            .err()
+            .unwrap_or_else(|| panic!("{name} loaded"))
+            .to_string();
+        assert!(e.contains(&format!("{name}.safetensors")), "{e}");
+        assert!(e.contains(expected), "{name}: {e}");
+    }
+    // a model file without its head is refused, not given a random one
+    let headless = tampered(
+        d.path(),
+        "headless.safetensors",
+        |_| {},
+        |n| !n.starts_with("dense"),
+    );
+    let e = match faceattr::model::saved::load(&headless, &device) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a headless model loaded"),
+    };
+    assert!(e.contains("no head tensors"), "{e}");
+}
+
+#[test]
+fn a_width_of_zero_is_refused_before_any_kernel_runs() {
+    let d = tempfile::tempdir().unwrap();
+    faceattr::data::synthetic::write_dataset(&d.path().join("data"), [4, 2, 0], 178, 218, 0)
+        .unwrap();
+    let mut widths = faceattr::cli::demo::DEMO_WIDTHS.to_vec();
+    widths[5] = 0;
+    let args = train_args(&d.path().join("data"), &d.path().join("run"), &widths);
+    let e = match faceattr::train::trainer::train(args, false, true) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("trained with a 0-channel layer"),
+    };
+    assert!(
+        e.contains("--widths: every convolution needs at least 1 channel"),
+        "{e}"
+    );
+    // a weights file with a 0-channel layer is refused the same way
+    let path = edited_tiny(d.path(), |l| {
+        for (k, shape, data) in l.iter_mut() {
+            if k.starts_with("features.5.") {
+                shape[0] = 0;
+                data.clear();
+            }
+            if k == "features.7.weight" {
+                shape[1] = 0;
+                data.clear();
+            }
+        }
+    });
+    let e = base_error(&path).to_string();
+    assert!(
+        e.contains("block2_conv1.weight has 0 output channels"),
+        "{e}"
+    );
+}

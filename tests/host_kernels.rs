@@ -59,7 +59,7 @@ fn host_kernels_match_burn_forward_and_gradients() {
     // Relative to each tensor's scale; tensors whose gradient sums to about zero over the
     // balanced batch (BN beta, the output bias: ~4e-5) are held to 1e-4 of 1e-2 instead.
     for (name, g) in &host_grads {
-        let scale = g.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-2);
+        let scale = common::max_or_nan(g.iter().map(|v| v.abs())).max(1e-2);
         let e = common::max_abs_diff(g, &burn_grads[name]) / scale;
         assert!(e < 1e-4, "{name}: gradients differ by {e:e} of {scale:e}");
     }

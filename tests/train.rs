@@ -44,9 +44,13 @@ fn max_diff(
     b: &std::collections::BTreeMap<String, Vec<f32>>,
 ) -> f32 {
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    a.iter()
-        .flat_map(|(k, va)| va.iter().zip(&b[k]).map(|(x, y)| (x - y).abs()))
-        .fold(0.0, f32::max)
+    for (k, va) in a {
+        assert_eq!(va.len(), b[k].len(), "{k}: lengths differ");
+    }
+    common::max_or_nan(
+        a.iter()
+            .flat_map(|(k, va)| va.iter().zip(&b[k]).map(|(x, y)| (x - y).abs())),
+    )
 }
 
 #[test]
@@ -66,6 +70,7 @@ fn cache_gives_the_same_weights_as_recomputing() {
     );
     // f32 rows are copies of the very tensors the uncached run computes: bit-identical
     assert_eq!(diff, 0.0, "cache changed the weights by {diff}");
+    assert_eq!(with.history.len(), without.history.len());
     for (x, y) in with.history.iter().zip(&without.history) {
         assert!((x.train_loss - y.train_loss).abs() < 1e-6 && x.val_acc == y.val_acc);
     }

@@ -124,6 +124,51 @@ pub fn save(
     write_atomic(path, &bytes).map_err(|e| WeightsError::io(path, e))
 }
 
+/// Largest input side a saved model may ask for (a crafted file must not make every later
+/// command allocate gigabytes).
+const MAX_INPUT_SIDE: usize = 4096;
+
+/// The metadata checked against what faceattr can run, each problem naming its field: a
+/// crafted or damaged file must fail here, not later in a kernel.
+fn validate(meta: &ModelMeta) -> Result<(), String> {
+    let s = &meta.spec;
+    let (h, w) = s.input_hw;
+    if !(32..=MAX_INPUT_SIDE).contains(&h) || !(32..=MAX_INPUT_SIDE).contains(&w) {
+        return Err(format!(
+            "metadata spec.input_hw {h}x{w}: each side must be 32..{MAX_INPUT_SIDE} (VGG16's five pools need 32)"
+        ));
+    }
+    if s.trainable.first_conv() > 13 {
+        return Err(format!(
+            "metadata spec.trainable: layer {} of VGG16's 13 convolutions",
+            s.trainable.first_conv()
+        ));
+    }
+    if s.class_names.len() < 2 {
+        return Err(format!(
+            "metadata spec.class_names: {} names, a classifier needs at least 2",
+            s.class_names.len()
+        ));
+    }
+    if s.class_names.iter().any(|c| c.trim().is_empty()) {
+        return Err("metadata spec.class_names: an empty class name".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = s.class_names.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(format!("metadata spec.class_names: '{dup}' twice"));
+    }
+    if meta.hidden == 0 {
+        return Err("metadata hidden: 0 units in the head".into());
+    }
+    if meta.widths.len() != 13 || meta.widths.contains(&0) {
+        return Err(format!(
+            "metadata widths {:?}: 13 convolutions of at least 1 channel",
+            meta.widths
+        ));
+    }
+    Ok(())
+}
+
 /// A model file read back: the classifier, its metadata, any training state.
 pub struct LoadedModel {
     pub model: Classifier,
@@ -150,6 +195,7 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel, WeightsError> {
             meta.format
         )));
     }
+    validate(&meta).map_err(bad)?;
     let tensors = crate::weights::safetensors_import::read_all(path, &bytes)?;
     let ws = WeightSet {
         origin: PathBuf::from(path),
@@ -157,6 +203,11 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel, WeightsError> {
         preprocessing: meta.spec.preprocessing,
         tensors: tensors.clone(),
     };
+    if !ws.contains("dense.weight") {
+        return Err(bad(
+            "no head tensors (dense.weight): a saved model carries its trained head".into(),
+        ));
+    }
     let model = Classifier::from_weights(&ws, meta.hidden, meta.spec.clone(), 0, device)?;
     if model.head.classes() != meta.spec.class_names.len() {
         return Err(bad(format!(

@@ -80,6 +80,13 @@ impl Vgg16 {
                 &[None, Some(in_ch), Some(3), Some(3)],
             )?;
             let out = w.shape[0];
+            if out == 0 {
+                return Err(WeightsError::malformed(
+                    &ws.origin,
+                    "weights",
+                    format!("{name}.weight has 0 output channels"),
+                ));
+            }
             let b = ws.get(&format!("{name}.bias"), &[Some(out)])?;
             convs.push(ConvLayer {
                 weight: tensor4(&w.data, [out, in_ch, 3, 3], device),

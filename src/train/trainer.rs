@@ -522,6 +522,11 @@ fn build_model(
                 .try_into()
                 .map_err(|_| TrainError::Config("--widths needs 13 numbers".into()))?,
         };
+        if widths.contains(&0) {
+            return Err(TrainError::Config(
+                "--widths: every convolution needs at least 1 channel".into(),
+            ));
+        }
         let base = Vgg16::random(&widths, &mut rng, device);
         (
             base,

@@ -57,19 +57,30 @@ pub fn inputs(framework: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// max |a - b| / max |b|: the error relative to the reference's scale.
-pub fn rel_error(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    let scale = b
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(f32::MIN_POSITIVE);
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+/// The largest of `values`, NaN if any is NaN (`f32::max` would skip it, and a NaN output
+/// would then pass every tolerance).
+pub fn max_or_nan(values: impl IntoIterator<Item = f32>) -> f32 {
+    values.into_iter().fold(0f32, |m, v| {
+        if m.is_nan() || v.is_nan() {
+            f32::NAN
+        } else {
+            m.max(v)
+        }
+    })
 }
 
+/// max |a - b| / max |b|: the error relative to the reference's scale; NaN (which fails any
+/// `< tolerance`) if either side has a NaN.
+pub fn rel_error(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let scale = max_or_nan(b.iter().map(|v| v.abs())).max(f32::MIN_POSITIVE);
+    max_abs_diff(a, b) / scale
+}
+
+/// max |a - b|; NaN if either side has a NaN.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    max_or_nan(a.iter().zip(b).map(|(x, y)| (x - y).abs()))
 }
 
 /// Training options for the tests: command-line defaults, random base of `widths`, seeded.
@@ -136,4 +147,19 @@ pub fn tiny_model() -> PathBuf {
         })
         .1
         .clone()
+}
+
+#[cfg(test)]
+mod self_tests {
+    #[test]
+    fn a_nan_never_passes_a_tolerance() {
+        assert!(super::max_abs_diff(&[1.0, f32::NAN], &[1.0, 2.0]).is_nan());
+        assert!(super::rel_error(&[1.0, 2.0], &[f32::NAN, 2.0]).is_nan());
+        // what the parity tests assert, `diff < tolerance`, is false for NaN
+        assert_eq!(
+            super::max_abs_diff(&[f32::NAN], &[0.0]).partial_cmp(&1e-5),
+            None
+        );
+        assert_eq!(super::max_abs_diff(&[1.0, 3.0], &[1.5, 1.0]), 2.0);
+    }
 }
