@@ -156,22 +156,7 @@ fn the_page_shows_each_face_boxed_and_labelled() {
         );
         return;
     };
-    let mut config = faceattr::serve::ServeConfig {
-        model: common::tiny_model(),
-        host: "127.0.0.1".into(),
-        port: 0,
-        max_batch: 8,
-        max_wait: Duration::from_millis(5),
-        queue: 16,
-        body_limit: 20 << 20,
-        pixel_limit: faceattr::data::decode::DEFAULT_PIXEL_LIMIT,
-        timeout: Duration::from_secs(60),
-        workers: 2,
-        backend: faceattr::device::Backend::Flex,
-        detector: None,
-        detect: Default::default(),
-    };
-    config.max_batch = 8;
+    let config = common::serve_config(&common::tiny_model());
     let server = faceattr::serve::start(config, false).expect("server starts");
     let profile = tempfile::tempdir().expect("tempdir");
     let d = Driver::start(&chromedriver, &chromium, profile.path());

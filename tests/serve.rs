@@ -16,21 +16,7 @@ fn model() -> PathBuf {
 }
 
 fn config(model: &Path) -> ServeConfig {
-    ServeConfig {
-        model: model.to_path_buf(),
-        host: "127.0.0.1".into(),
-        port: 0,
-        max_batch: 32,
-        max_wait: Duration::from_millis(20),
-        queue: 64,
-        body_limit: 4 << 20,
-        pixel_limit: faceattr::data::decode::DEFAULT_PIXEL_LIMIT,
-        timeout: Duration::from_secs(60),
-        workers: 2,
-        backend: faceattr::device::Backend::Flex,
-        detector: None,
-        detect: Default::default(),
-    }
+    common::serve_config(model)
 }
 
 struct Reply {

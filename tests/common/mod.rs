@@ -149,6 +149,25 @@ pub fn tiny_model() -> PathBuf {
         .clone()
 }
 
+/// A server on a free port of 127.0.0.1 for `model`, with small limits a test can reach.
+pub fn serve_config(model: &std::path::Path) -> faceattr::serve::ServeConfig {
+    faceattr::serve::ServeConfig {
+        model: model.to_path_buf(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        max_batch: 32,
+        max_wait: std::time::Duration::from_millis(20),
+        queue: 64,
+        body_limit: 4 << 20,
+        pixel_limit: DEFAULT_PIXEL_LIMIT,
+        timeout: std::time::Duration::from_secs(60),
+        workers: 2,
+        backend: faceattr::device::Backend::Flex,
+        detector: None,
+        detect: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod self_tests {
     #[test]
