@@ -39,15 +39,6 @@ pub enum Framing {
     CelebaAligned,
 }
 
-impl Framing {
-    pub fn name(self) -> &'static str {
-        match self {
-            Framing::Whole => "whole",
-            Framing::CelebaAligned => "celeba-aligned",
-        }
-    }
-}
-
 const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
 const TORCH_MEAN_RGB: [f32; 3] = [0.485, 0.456, 0.406];
 const TORCH_STD_RGB: [f32; 3] = [0.229, 0.224, 0.225];

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::faces::DetectorArgs;
-use super::predict::FacesMode;
 use crate::data::LabeledSet;
 use crate::device::Backend;
 use crate::eval::card;
+use crate::eval::predict::FacesMode;
 use crate::eval::report::{evaluate, read_attributes};
 use crate::model::saved;
 use crate::report::charts;

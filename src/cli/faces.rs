@@ -9,7 +9,6 @@ use crate::data::bad::BadImagePolicy;
 use crate::data::decode::{DEFAULT_PIXEL_LIMIT, decode_rgb};
 use crate::faces::align_set::{AlignSetOptions, CropFormat, align_set};
 use crate::faces::annotate::{Mark, annotate};
-use crate::faces::yunet::Yunet;
 use crate::faces::{AlignTemplate, DetectOptions, FaceCropper, FaceDetector, Multiple};
 
 #[derive(Subcommand, Debug)]
@@ -58,12 +57,8 @@ pub struct DetectorArgs {
 
 impl DetectorArgs {
     pub fn detector(&self) -> anyhow::Result<FaceDetector> {
-        let net = match &self.detector {
-            Some(p) => Yunet::from_file(p)?,
-            None => Yunet::embedded()?,
-        };
-        Ok(FaceDetector::new(
-            net,
+        Ok(FaceDetector::open(
+            self.detector.as_deref(),
             DetectOptions {
                 sizes: self.detect_size.clone(),
                 min_score: self.min_score,

@@ -8,32 +8,9 @@ use clap::Args;
 
 use super::faces::{DetectorArgs, expand, output_stems, save_annotated};
 use crate::device::Backend;
-use crate::eval::predict::{PhotoView, face_json, predict, predict_faces, whole_json};
+use crate::eval::predict::{FacesMode, PhotoView, face_json, predict, predict_faces, whole_json};
 use crate::faces::annotate::{Mark, annotate};
 use crate::model::saved;
-use crate::preprocess::Framing;
-
-/// How photos are framed for the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FacesMode {
-    /// Detect and align faces when the model was trained on aligned faces, else whole images.
-    Auto,
-    /// Detect every face, align it as CelebA's aligned set, classify each.
-    Detect,
-    /// The whole image, resized to the model's input.
-    Whole,
-}
-
-impl FacesMode {
-    /// Whether faces are detected for a model trained on images framed as `framing`.
-    pub fn detects(self, framing: Framing) -> bool {
-        match self {
-            FacesMode::Auto => framing == Framing::CelebaAligned,
-            FacesMode::Detect => true,
-            FacesMode::Whole => false,
-        }
-    }
-}
 
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:

@@ -57,6 +57,41 @@ pub fn whole_json(path: &str, classes: &[String], probs: &[f32]) -> serde_json::
     serde_json::json!({"path": path, "label": classes.get(label), "probs": probs_json(classes, probs)})
 }
 
+/// How photos are framed for the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FacesMode {
+    /// Detect and align faces when the model was trained on aligned faces, else whole images.
+    Auto,
+    /// Detect every face, align it as CelebA's aligned set, classify each.
+    Detect,
+    /// The whole image, resized to the model's input.
+    Whole,
+}
+
+impl FacesMode {
+    /// Whether faces are detected for a model trained on images framed as `framing`.
+    pub fn detects(self, framing: crate::preprocess::Framing) -> bool {
+        match self {
+            FacesMode::Auto => framing == crate::preprocess::Framing::CelebaAligned,
+            FacesMode::Detect => true,
+            FacesMode::Whole => false,
+        }
+    }
+
+    /// `auto`, `detect` or `whole`, as on the command line and in the service's query.
+    pub fn parse(s: &str) -> Option<Self> {
+        <Self as clap::ValueEnum>::from_str(s, false).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FacesMode::Auto => "auto",
+            FacesMode::Detect => "detect",
+            FacesMode::Whole => "whole",
+        }
+    }
+}
+
 pub fn input_spec(model: &Classifier) -> InputSpec {
     InputSpec {
         height: model.spec.input_hw.0,

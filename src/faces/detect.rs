@@ -78,6 +78,15 @@ impl FaceDetector {
         Self::new(Yunet::embedded()?, options)
     }
 
+    /// The YuNet ONNX file at `file`, or the embedded one when there is none.
+    pub fn open(file: Option<&std::path::Path>, options: DetectOptions) -> Result<Self, FaceError> {
+        let net = match file {
+            Some(p) => Yunet::from_file(p)?,
+            None => Yunet::embedded()?,
+        };
+        Self::new(net, options)
+    }
+
     /// Where the network came from (the embedded file or a path).
     pub fn net_origin(&self) -> &str {
         self.net.origin()

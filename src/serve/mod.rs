@@ -94,13 +94,9 @@ pub fn start(config: ServeConfig, on_signals: bool) -> Result<Server, ServeError
         .device()
         .map_err(|e| ServeError::Device(format!("{e:#}")))?;
     let loaded = crate::model::saved::load(&config.model, &device)?;
-    let net = match &config.detector {
-        Some(p) => crate::faces::yunet::Yunet::from_file(p)?,
-        None => crate::faces::yunet::Yunet::embedded()?,
-    };
     let (h, w) = loaded.meta.spec.input_hw;
     let cropper = FaceCropper {
-        detector: FaceDetector::new(net, config.detect.clone())?,
+        detector: FaceDetector::open(config.detector.as_deref(), config.detect.clone())?,
         template: AlignTemplate::for_size(h, w),
     };
     let metrics = Arc::new(metrics::Metrics::default());

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::batcher::{Batcher, Job, JobOutput, Submit};
 use super::metrics::Metrics;
 use crate::data::decode::{DecodeError, decode_bytes};
+use crate::eval::predict::FacesMode;
 use crate::faces::{Face, FaceCropper};
 use crate::features::InputSpec;
 use crate::preprocess::Framing;
@@ -202,17 +203,14 @@ async fn predict(
     Query(q): Query<PredictQuery>,
     req: Request,
 ) -> Response {
-    let detect = match q.faces.as_deref().unwrap_or("auto") {
-        "auto" => s.0.framing == Framing::CelebaAligned,
-        "detect" => true,
-        "whole" => false,
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("faces={other}: use auto, detect or whole"),
-            );
-        }
+    let mode = q.faces.as_deref().unwrap_or("auto");
+    let Some(mode) = FacesMode::parse(mode) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("faces={mode}: use auto, detect or whole"),
+        );
     };
+    let detect = mode.detects(s.0.framing);
     let explain = q.explain.unwrap_or(false);
     let timeout = s.0.timeout;
     match tokio::time::timeout(timeout, answer(s, req, detect, explain)).await {
@@ -225,7 +223,11 @@ async fn predict(
 }
 
 /// The images of a request: the raw body, or every file part of a multipart form.
-async fn bodies(req: Request, limit: usize) -> Result<Vec<(String, Bytes)>, Response> {
+async fn bodies(
+    req: Request,
+    is_multipart: bool,
+    limit: usize,
+) -> Result<Vec<(String, Bytes)>, Response> {
     let refuse = |status: StatusCode, text: String| {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             let mb = limit as f64 / (1 << 20) as f64;
@@ -234,11 +236,6 @@ async fn bodies(req: Request, limit: usize) -> Result<Vec<(String, Bytes)>, Resp
             error(status, text)
         }
     };
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
     if !is_multipart {
         let body = Bytes::from_request(req, &())
             .await
@@ -281,7 +278,7 @@ async fn answer(s: AppState, req: Request, detect: bool, explain: bool) -> Respo
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let bodies = match bodies(req, s.0.body_limit).await {
+    let bodies = match bodies(req, multipart, s.0.body_limit).await {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
+use crate::eval::predict::FacesMode;
 use crate::faces::DetectOptions;
 use crate::serve::{ServeConfig, start};
 
@@ -29,8 +30,8 @@ pub struct ServeBenchArgs {
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// The `faces` query sent with each request.
-    #[arg(long, default_value = "auto")]
-    pub faces: String,
+    #[arg(long, value_enum, default_value_t = FacesMode::Auto)]
+    pub faces: FacesMode,
     #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
     #[arg(long, default_value_t = 5)]
@@ -170,7 +171,7 @@ pub fn run(a: ServeBenchArgs) -> anyhow::Result<()> {
         },
         false,
     )?;
-    let query = format!("faces={}", a.faces);
+    let query = format!("faces={}", a.faces.name());
     // warm-up: plans, kernels, connections
     let _ = load(server.addr, &query, &bytes, 2, 1);
     let one = load(server.addr, &query, &bytes, 1, a.seconds);
@@ -180,11 +181,7 @@ pub fn run(a: ServeBenchArgs) -> anyhow::Result<()> {
     // `predict` on the same images, one at a time: in-process (model loaded once) ...
     let device = crate::device::Backend::Flex.device()?;
     let loaded = crate::model::saved::load(&model, &device)?;
-    let detect = match a.faces.as_str() {
-        "detect" => true,
-        "whole" => false,
-        _ => loaded.meta.spec.framing == crate::preprocess::Framing::CelebaAligned,
-    };
+    let detect = a.faces.detects(loaded.meta.spec.framing);
     let cropper = crate::faces::FaceCropper {
         detector: crate::faces::FaceDetector::embedded(DetectOptions::default())?,
         template: crate::faces::AlignTemplate::for_size(
@@ -210,7 +207,7 @@ pub fn run(a: ServeBenchArgs) -> anyhow::Result<()> {
     let mut m = 0;
     while t.elapsed() < Duration::from_secs(a.seconds) || m == 0 {
         let status = std::process::Command::new(&exe)
-            .args(["predict", "--faces", &a.faces, "--model"])
+            .args(["predict", "--faces", a.faces.name(), "--model"])
             .arg(&model)
             .arg(&paths[m % paths.len()])
             .stdout(std::process::Stdio::null())
@@ -230,7 +227,7 @@ pub fn run(a: ServeBenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "model": model, "images": paths.len(), "seconds": a.seconds, "faces": a.faces,
+                "model": model, "images": paths.len(), "seconds": a.seconds, "faces": a.faces.name(),
                 "threads": threads, "sequential": one, "concurrent": many,
                 "predict_in_process_img_s": in_process, "predict_process_per_image_img_s": per_process,
                 "speedup_concurrent_over_sequential": many.requests_per_s / one.requests_per_s,
@@ -242,7 +239,7 @@ pub fn run(a: ServeBenchArgs) -> anyhow::Result<()> {
         "{} ({} images, faces={}), {} s per row, {threads} cores, batches up to {} images / {} ms",
         model.display(),
         paths.len(),
-        a.faces,
+        a.faces.name(),
         a.seconds,
         a.max_batch,
         a.max_wait_ms
