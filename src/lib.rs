@@ -16,6 +16,7 @@ pub mod faces;
 pub mod features;
 pub mod kernels;
 pub mod model;
+pub mod panics;
 pub mod preprocess;
 pub mod progress;
 pub mod report;

@@ -288,3 +288,217 @@ fn a_width_of_zero_is_refused_before_any_kernel_runs() {
         "{e}"
     );
 }
+
+// ---- Crafted files: each once crashed or exhausted the process; now each is a clear error.
+
+/// A minimal pickle writer: enough of protocol 2 to write a state dict by hand.
+mod pkl {
+    pub fn str(out: &mut Vec<u8>, s: &str) {
+        out.push(b'X');
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    pub fn int(out: &mut Vec<u8>, v: i64) {
+        out.extend_from_slice(&[0x8a, 8]);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn ints(out: &mut Vec<u8>, vs: &[i64]) {
+        out.push(b'(');
+        for &v in vs {
+            int(out, v);
+        }
+        out.push(b't');
+    }
+    /// `{name: _rebuild_tensor_v2(('storage', FloatStorage, '0', 'cpu', numel), offset, size,
+    /// stride)}`.
+    pub fn state_dict(
+        name: &str,
+        numel: i64,
+        offset: i64,
+        size: &[i64],
+        stride: &[i64],
+    ) -> Vec<u8> {
+        let mut p = b"\x80\x02}(".to_vec();
+        str(&mut p, name);
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        str(&mut p, "storage");
+        p.extend_from_slice(b"ctorch\nFloatStorage\n");
+        str(&mut p, "0");
+        str(&mut p, "cpu");
+        int(&mut p, numel);
+        p.extend_from_slice(b"tQ");
+        int(&mut p, offset);
+        ints(&mut p, size);
+        ints(&mut p, stride);
+        p.extend_from_slice(b"tRu.");
+        p
+    }
+}
+
+/// A zip-format `.pth` with `data.pkl` and one storage `0` of `storage` bytes.
+fn pth(dir: &Path, name: &str, pkl: &[u8], storage: &[u8]) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("archive/data.pkl", opts).unwrap();
+    zip.write_all(pkl).unwrap();
+    zip.start_file("archive/data/0", opts).unwrap();
+    zip.write_all(storage).unwrap();
+    zip.finish().unwrap();
+    path
+}
+
+fn malformed(path: &Path) -> String {
+    let err = weights::load(path).expect_err("must be refused");
+    let msg = err.to_string();
+    assert!(matches!(err, WeightsError::Malformed { .. }), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    msg
+}
+
+#[test]
+fn a_sane_hand_written_pth_reads_back() {
+    // The writer above makes files the reader accepts, so the refusals below are about the
+    // crafted field alone.
+    let d = tempfile::tempdir().unwrap();
+    let storage: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let path = pth(
+        d.path(),
+        "ok.pth",
+        &pkl::state_dict("features.0.bias", 6, 0, &[3, 2], &[1, 3]),
+        &storage,
+    );
+    let raw = faceattr::weights::torch_pth::load_raw(&path).unwrap();
+    assert_eq!(raw["features.0.bias"].shape, vec![3, 2]);
+    assert_eq!(
+        raw["features.0.bias"].data,
+        vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+    );
+}
+
+#[test]
+fn a_stride_that_wraps_around_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pkl::state_dict("features.0.bias", 4, 0, &[4], &[1 << 61]);
+    let path = pth(d.path(), "stride.pth", &p, &[0u8; 16]);
+    let msg = malformed(&path);
+    assert!(msg.contains("overflow") || msg.contains("needs"), "{msg}");
+}
+
+#[test]
+fn a_view_of_two_to_the_forty_elements_is_refused_before_allocating() {
+    let d = tempfile::tempdir().unwrap();
+    let p = pkl::state_dict("features.0.bias", 1, 0, &[1 << 40], &[0]);
+    let path = pth(d.path(), "broadcast.pth", &p, &[0u8; 4]);
+    let msg = malformed(&path);
+    assert!(
+        msg.contains("views 1099511627776 elements of a storage that holds 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_memo_that_doubles_a_list_forty_times_is_stopped_early() {
+    // [x] -> [[x],[x]] -> ... 40 times: each memo GET used to deep-copy, 2^40 values.
+    let d = tempfile::tempdir().unwrap();
+    let mut p = b"\x80\x02(K\x01lq\x00".to_vec();
+    for _ in 0..40 {
+        p.extend_from_slice(b"(h\x00h\x00lq\x00");
+    }
+    p.push(b'.');
+    assert!(p.len() < 400);
+    let path = pth(d.path(), "memo.pth", &p, &[]);
+    let msg = malformed(&path);
+    assert!(msg.contains("builds far more than its"), "{msg}");
+}
+
+#[test]
+fn values_nested_a_thousand_deep_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let mut p = b"\x80\x02".to_vec();
+    p.extend(std::iter::repeat_n(b']', 1000));
+    p.extend(std::iter::repeat_n(b'a', 999));
+    p.push(b'.');
+    let path = pth(d.path(), "deep.pth", &p, &[]);
+    let msg = malformed(&path);
+    assert!(msg.contains("nest more than 32 deep"), "{msg}");
+}
+
+#[test]
+fn a_legacy_storage_count_near_the_top_of_u64_is_truncation() {
+    // The legacy stream's int64 element count of the first storage, set to 2^63 - 1.
+    let src = fixtures().join("torch/tiny_vgg16_legacy.pth");
+    let mut bytes = std::fs::read(&src).unwrap();
+    let first = faceattr::weights::torch_pth::load_raw(&src).unwrap();
+    assert!(!first.is_empty());
+    // The storage data begins right after the keys pickle: find the first count that matches
+    // a real storage size (a u64 followed by that many f32s fits the file's remainder).
+    let at = (0..bytes.len() - 8)
+        .find(|&i| {
+            let n = u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+            n > 0
+                && n < 1 << 20
+                && i > 64
+                && bytes[i - 1] == b'.'
+                && i + 8 + n as usize * 4 <= bytes.len()
+        })
+        .expect("a storage count");
+    bytes[at..at + 8].copy_from_slice(&(i64::MAX as u64).to_le_bytes());
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("legacy.pth");
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = malformed(&path);
+    assert!(msg.contains("truncated"), "{msg}");
+}
+
+#[test]
+fn hdf5_dimensions_larger_than_the_file_are_refused_before_allocating() {
+    let src = fixtures().join("keras/tiny_vgg16_notop.h5");
+    let mut bytes = std::fs::read(&src).unwrap();
+    // The dataspace of block1_conv1's kernel: dims (3, 3, 3, 4) as u64, then the max dims.
+    let pat: Vec<u8> = [3u64, 3, 3, 4]
+        .iter()
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+    let hits: Vec<usize> = (0..bytes.len() - pat.len())
+        .filter(|&i| bytes[i..].starts_with(&pat))
+        .collect();
+    assert!(!hits.is_empty());
+    for &i in &hits {
+        bytes[i..i + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    }
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("dims.h5");
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = malformed(&path);
+    assert!(msg.contains("block1_conv1"), "{msg}");
+}
+
+#[test]
+fn a_one_dimensional_dense_weight_is_a_shape_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited_tiny(dir.path(), |l| {
+        l.push(("head.fc1.weight".into(), vec![6], vec![0.5; 6]));
+        l.push(("head.fc1.bias".into(), vec![2], vec![0.0; 2]));
+    });
+    let ws = weights::load(&path).expect("the file itself parses");
+    use faceattr::preprocess::{Interpolation, Preprocessing};
+    let spec = faceattr::model::ModelSpec {
+        input_hw: (64, 48),
+        preprocessing: Preprocessing::Torch,
+        interpolation: Interpolation::Nearest,
+        conventions: faceattr::model::Conventions::Keras,
+        trainable: "block5_conv1".parse().expect("layer name"),
+        class_names: vec!["a".into(), "b".into()],
+        framing: Default::default(),
+    };
+    let err = faceattr::model::classifier::Classifier::from_weights(&ws, 2, spec, 0, &device())
+        .expect_err("a 1-D dense weight cannot be used");
+    let msg = err.to_string();
+    assert!(msg.contains("'dense.weight' has shape [6]"), "{msg}");
+}

@@ -44,8 +44,18 @@ pub fn decode_rgb(path: &Path, pixel_limit: u64) -> Result<RgbImage, DecodeError
     decode_bytes(path, &bytes, pixel_limit)
 }
 
-/// As [`decode_rgb`], from bytes already read; `path` is only used in messages.
+/// As [`decode_rgb`], from bytes already read; `path` is only used in messages. A decoder
+/// that panics on a crafted file gives [`DecodeError::Corrupt`].
 pub fn decode_bytes(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbImage, DecodeError> {
+    crate::panics::contained(|| decode_unguarded(path, bytes, pixel_limit)).unwrap_or_else(|msg| {
+        Err(DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("the decoder failed on this file ({msg})"),
+        })
+    })
+}
+
+fn decode_unguarded(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbImage, DecodeError> {
     use image::ImageDecoder;
     if bytes.is_empty() {
         return Err(DecodeError::Empty {

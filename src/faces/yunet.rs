@@ -5,7 +5,6 @@
 //! first use, and the plan kept for the next photo of that size.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -196,12 +195,5 @@ impl Yunet {
 
 /// Runs `f`, turning a panic into an error message.
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown".into());
-        format!("the ONNX runtime failed: {msg}")
-    })
+    crate::panics::contained(f).map_err(|msg| format!("the ONNX runtime failed: {msg}"))
 }

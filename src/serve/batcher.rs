@@ -174,7 +174,7 @@ fn run_batch(model: &Classifier, device: &Device, jobs: Vec<Job>) {
     let images: Vec<RgbImage> = jobs.iter().flat_map(|j| j.images.iter().cloned()).collect();
     let classes = model.head.classes();
     let spec = crate::eval::predict::input_spec(model);
-    let forward = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let forward = crate::panics::contained(|| {
         if images.is_empty() {
             return Vec::new();
         }
@@ -182,7 +182,7 @@ fn run_batch(model: &Classifier, device: &Device, jobs: Vec<Job>) {
             .chunks(classes)
             .map(<[f32]>::to_vec)
             .collect::<Vec<_>>()
-    }));
+    });
     let mut rows = match forward {
         Ok(rows) => rows.into_iter(),
         Err(_) => {
@@ -199,9 +199,9 @@ fn run_batch(model: &Classifier, device: &Device, jobs: Vec<Job>) {
                 .iter()
                 .map(|p| crate::eval::metrics::argmax(p))
                 .collect();
-            let maps = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let maps = crate::panics::contained(|| {
                 crate::eval::gradcam::explain(model, &job.images, &labels, device)
-            }));
+            });
             match maps {
                 Ok(maps) => maps.iter().map(png_bytes).collect(),
                 Err(_) => {

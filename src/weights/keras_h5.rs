@@ -19,8 +19,15 @@ use crate::preprocess::Preprocessing;
 
 const FORMAT: &str = "Keras HDF5";
 
+/// Deflate, the one filter Keras files use, expands at most about 1032 to 1: no dataset of a
+/// genuine file holds more bytes than this many times the file's length.
+const MAX_EXPANSION: u64 = 1032;
+
 pub fn load(path: &Path) -> Result<WeightSet, WeightsError> {
     let bad = |reason: String| WeightsError::malformed(path, FORMAT, reason);
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| WeightsError::io(path, e))?
+        .len();
     let file = Hdf5File::open(path).map_err(|e| bad(e.to_string()))?;
     let root = file.root_group().map_err(|e| bad(e.to_string()))?;
     let layer_names = string_list(&root, "layer_names")
@@ -37,8 +44,22 @@ pub fn load(path: &Path) -> Result<WeightSet, WeightsError> {
                 .dataset(weight_name)
                 .or_else(|_| file.dataset(&format!("/{layer}/{weight_name}")))
                 .map_err(|e| bad(format!("dataset '{layer}/{weight_name}': {e}")))?;
-            let shape: Vec<usize> = ds.shape().iter().map(|&d| d as usize).collect();
-            let mut data = vec![0.0f32; shape.iter().product()];
+            let shape: Vec<usize> = ds
+                .shape()
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+                .collect();
+            let n = shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .filter(|&n| (n as u64).saturating_mul(4) <= file_len.saturating_mul(MAX_EXPANSION))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "dataset '{layer}/{weight_name}' declares shape {shape:?}, more than a \
+                         {file_len}-byte file can hold"
+                    ))
+                })?;
+            let mut data = vec![0.0f32; n];
             ds.read_into(&mut data)
                 .map_err(|e| bad(format!("dataset '{layer}/{weight_name}': {e}")))?;
             let Some((owner, kind)) = canonical_name(weight_name) else {

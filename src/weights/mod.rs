@@ -34,9 +34,12 @@ impl NamedTensor {
         Self { shape, data }
     }
 
-    /// Keras kernels are HWIO; faceattr (and burn) use OIHW.
+    /// Keras kernels are HWIO; faceattr (and burn) use OIHW. Any other rank is returned
+    /// unchanged.
     pub fn hwio_to_oihw(&self) -> NamedTensor {
-        let [h, w, i, o] = [self.shape[0], self.shape[1], self.shape[2], self.shape[3]];
+        let &[h, w, i, o] = self.shape.as_slice() else {
+            return self.clone();
+        };
         let mut out = vec![0.0f32; self.data.len()];
         for hh in 0..h {
             for ww in 0..w {
@@ -52,8 +55,11 @@ impl NamedTensor {
     }
 
     /// Transposes a 2-D tensor (PyTorch's Linear is out x in; faceattr's Dense is in x out).
+    /// Any other rank is returned unchanged.
     pub fn transpose2(&self) -> NamedTensor {
-        let [r, c] = [self.shape[0], self.shape[1]];
+        let &[r, c] = self.shape.as_slice() else {
+            return self.clone();
+        };
         let mut out = vec![0.0f32; self.data.len()];
         for i in 0..r {
             for j in 0..c {
@@ -136,7 +142,19 @@ fn format_shape(expected: &[Option<usize>]) -> String {
 }
 
 /// Reads any supported checkpoint, choosing the importer from the file's content.
+/// The readers of the HDF5, zip and safetensors containers are dependencies: a panic inside
+/// one on a crafted file becomes [`WeightsError::Malformed`] naming the file.
 pub fn load(path: &Path) -> Result<WeightSet, WeightsError> {
+    crate::panics::contained(|| load_unguarded(path)).unwrap_or_else(|msg| {
+        Err(WeightsError::malformed(
+            path,
+            "weights",
+            format!("the reader failed on this file ({msg})"),
+        ))
+    })
+}
+
+fn load_unguarded(path: &Path) -> Result<WeightSet, WeightsError> {
     let head = read_head(path)?;
     if head.starts_with(b"\x89HDF\r\n\x1a\n") {
         keras_h5::load(path)
@@ -186,14 +204,12 @@ pub(crate) fn canonical_from_torch(
                 .ok()
                 .and_then(|i| TORCHVISION_CONV_INDICES.iter().position(|&v| v == i))
                 .map(|pos| (format!("{}.{kind}", layer_names[pos]), t)),
-            (Some("head"), Some("fc1"), Some(kind @ ("weight" | "bias"))) => Some((
-                format!("dense.{kind}"),
-                if kind == "weight" { t.transpose2() } else { t },
-            )),
-            (Some("head"), Some("fc2"), Some(kind @ ("weight" | "bias"))) => Some((
-                format!("dense_1.{kind}"),
-                if kind == "weight" { t.transpose2() } else { t },
-            )),
+            (Some("head"), Some("fc1"), Some(kind @ ("weight" | "bias"))) => {
+                Some((format!("dense.{kind}"), transpose_weight(kind, t)))
+            }
+            (Some("head"), Some("fc2"), Some(kind @ ("weight" | "bias"))) => {
+                Some((format!("dense_1.{kind}"), transpose_weight(kind, t)))
+            }
             (Some("head"), Some("bn"), Some(kind)) => match kind {
                 "weight" => Some(("batch_normalization.gamma".into(), t)),
                 "bias" => Some(("batch_normalization.beta".into(), t)),
@@ -208,6 +224,16 @@ pub(crate) fn canonical_from_torch(
         }
     }
     out
+}
+
+/// A Linear layer's weight, out x in, as a Dense kernel, in x out. A weight that is not 2-D
+/// is left as it is, to be refused with its shape by [`WeightSet::get`].
+fn transpose_weight(kind: &str, t: NamedTensor) -> NamedTensor {
+    if kind == "weight" && t.shape.len() == 2 {
+        t.transpose2()
+    } else {
+        t
+    }
 }
 
 #[cfg(test)]

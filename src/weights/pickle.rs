@@ -2,6 +2,11 @@
 //! emits and builds only plain values, dicts, tuples and tensor references; any global
 //! outside a short allow-list, and any opcode it does not know, is refused. Nothing from the
 //! file is ever executed.
+//!
+//! What a file can make it build is bounded by the file's size: every value pushed or copied
+//! out of the memo is charged against a budget proportional to the stream's length (a memo
+//! that doubles a list 40 times stops at the budget, not at 24 GB), and containers nest at
+//! most [`MAX_DEPTH`] deep (so dropping or printing a value never overflows the stack).
 
 use std::collections::BTreeMap;
 
@@ -53,6 +58,13 @@ const ALLOWED_GLOBALS: &[(&str, &str)] = &[
     ("torch", "Size"),
 ];
 
+/// How deep containers may nest. A state dict is 3 deep (dict, tensor, persistent id tuple).
+pub const MAX_DEPTH: usize = 32;
+/// Value units (nodes plus string bytes) a stream may build per byte of its length, on top of
+/// [`BUDGET_BASE`]. Real checkpoints build about one unit per byte.
+const BUDGET_PER_BYTE: usize = 16;
+const BUDGET_BASE: usize = 1 << 16;
+
 /// Reads one pickle from `data`; returns the value and how many bytes it used.
 pub fn read(data: &[u8]) -> Result<(Value, usize), String> {
     Unpickler {
@@ -60,8 +72,63 @@ pub fn read(data: &[u8]) -> Result<(Value, usize), String> {
         pos: 0,
         stack: Vec::new(),
         memo: BTreeMap::new(),
+        budget: data
+            .len()
+            .saturating_mul(BUDGET_PER_BYTE)
+            .saturating_add(BUDGET_BASE),
     }
     .run()
+}
+
+/// The size of `v` in budget units: one per node plus the bytes of its strings.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => 1 + s.len(),
+        Value::Bytes(b) | Value::BigInt(b) => 1 + b.len(),
+        Value::Tuple(items) | Value::List(items) => {
+            1 + items.iter().map(weight).fold(0, usize::saturating_add)
+        }
+        Value::Dict(pairs) => pairs
+            .iter()
+            .map(|(k, v)| weight(k).saturating_add(weight(v)))
+            .fold(1, usize::saturating_add),
+        Value::Global(m, n) => 1 + m.len() + n.len(),
+        Value::PersistentId(inner) => 1 + weight(inner),
+        Value::Tensor(t) => 1 + weight(&t.storage) + t.size.len() + t.stride.len(),
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Mark => 1,
+    }
+}
+
+/// How deep `v` nests (a scalar is 0). Values on the stack are at most [`MAX_DEPTH`] deep,
+/// so this recursion is bounded.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Tuple(items) | Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Dict(pairs) => {
+            1 + pairs
+                .iter()
+                .map(|(k, v)| depth(k).max(depth(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        Value::PersistentId(inner) => 1 + depth(inner),
+        Value::Tensor(t) => 1 + depth(&t.storage),
+        _ => 0,
+    }
+}
+
+/// `v` for an error message, cut to a readable length.
+pub fn brief(v: &Value) -> String {
+    let mut s = format!("{v:?}");
+    if s.len() > 160 {
+        let mut end = 160;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str(" …");
+    }
+    s
 }
 
 struct Unpickler<'a> {
@@ -69,9 +136,35 @@ struct Unpickler<'a> {
     pos: usize,
     stack: Vec<Value>,
     memo: BTreeMap<u32, Value>,
+    /// Units left to build (see [`weight`]).
+    budget: usize,
 }
 
 impl<'a> Unpickler<'a> {
+    fn charge(&mut self, units: usize) -> Result<(), String> {
+        self.budget = self.budget.checked_sub(units).ok_or_else(|| {
+            format!(
+                "the pickle builds far more than its {} bytes hold (memo copies?); refused",
+                self.data.len()
+            )
+        })?;
+        Ok(())
+    }
+    /// Pushes a value; containers built from stack items are checked for nesting.
+    fn push(&mut self, v: Value) -> Result<(), String> {
+        self.charge(1)?;
+        if depth(&v) > MAX_DEPTH {
+            return Err(format!("values nest more than {MAX_DEPTH} deep; refused"));
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+    /// The value on top of the stack, for a memo PUT.
+    fn top_copy(&mut self) -> Result<Value, String> {
+        let v = self.top()?.clone();
+        self.charge(weight(&v))?;
+        Ok(v)
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         let end = end.ok_or_else(|| format!("pickle truncated at byte {}", self.pos))?;
@@ -138,7 +231,7 @@ impl<'a> Unpickler<'a> {
             .iter()
             .any(|(m, n)| *m == module && *n == name)
         {
-            self.stack.push(Value::Global(module, name));
+            self.push(Value::Global(module, name))?;
             Ok(())
         } else {
             Err(format!("UNSAFE:global {module}.{name}"))
@@ -159,28 +252,31 @@ impl<'a> Unpickler<'a> {
                     let v = self.pop()?;
                     return Ok((v, self.pos));
                 }
-                b'(' => self.stack.push(Value::Mark),
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
+                b'(' => {
+                    self.charge(1)?;
+                    self.stack.push(Value::Mark);
+                }
+                b'N' => self.push(Value::None)?,
+                0x88 => self.push(Value::Bool(true))?,
+                0x89 => self.push(Value::Bool(false))?,
                 b'J' => {
                     let v = self.u32()? as i32 as i64;
-                    self.stack.push(Value::Int(v));
+                    self.push(Value::Int(v))?;
                 }
                 b'K' => {
                     let v = self.u8()? as i64;
-                    self.stack.push(Value::Int(v));
+                    self.push(Value::Int(v))?;
                 }
                 b'M' => {
                     let v = self.u16()? as i64;
-                    self.stack.push(Value::Int(v));
+                    self.push(Value::Int(v))?;
                 }
                 0x8a => {
                     // LONG1: little-endian two's complement of n bytes
                     let n = self.u8()? as usize;
                     let b = self.take(n)?;
                     if n > 8 {
-                        self.stack.push(Value::BigInt(b.to_vec()));
+                        self.push(Value::BigInt(b.to_vec()))?;
                         continue;
                     }
                     let mut buf = if b.last().is_some_and(|&x| x & 0x80 != 0) {
@@ -189,7 +285,7 @@ impl<'a> Unpickler<'a> {
                         [0u8; 8]
                     };
                     buf[..n].copy_from_slice(b);
-                    self.stack.push(Value::Int(i64::from_le_bytes(buf)));
+                    self.push(Value::Int(i64::from_le_bytes(buf)))?;
                 }
                 b'I' => {
                     let l = self.line()?;
@@ -198,7 +294,7 @@ impl<'a> Unpickler<'a> {
                         "01" => Value::Bool(true),
                         s => Value::Int(s.trim().parse().map_err(|_| format!("bad INT '{s}'"))?),
                     };
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 b'L' => {
                     let l = self.line()?;
@@ -206,61 +302,61 @@ impl<'a> Unpickler<'a> {
                         .trim_end_matches('L')
                         .parse()
                         .map_err(|_| format!("bad LONG '{l}'"))?;
-                    self.stack.push(Value::Int(v));
+                    self.push(Value::Int(v))?;
                 }
                 b'G' => {
                     let v = f64::from_be_bytes(self.take(8)?.try_into().map_err(|_| "short read")?);
-                    self.stack.push(Value::Float(v));
+                    self.push(Value::Float(v))?;
                 }
                 b'X' => {
                     let n = self.u32()? as usize;
                     let v = self.str_of(n)?;
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 0x8c => {
                     let n = self.u8()? as usize;
                     let v = self.str_of(n)?;
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 0x8d => {
                     let n = self.u64()? as usize;
                     let v = self.str_of(n)?;
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 b'U' => {
                     let n = self.u8()? as usize;
                     let v = self.str_of(n)?;
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 b'T' => {
                     let n = self.u32()? as usize;
                     let v = self.str_of(n)?;
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 b'C' => {
                     let n = self.u8()? as usize;
                     let b = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(b));
+                    self.push(Value::Bytes(b))?;
                 }
                 b'B' => {
                     let n = self.u32()? as usize;
                     let b = self.take(n)?.to_vec();
-                    self.stack.push(Value::Bytes(b));
+                    self.push(Value::Bytes(b))?;
                 }
-                b')' => self.stack.push(Value::Tuple(vec![])),
-                b']' => self.stack.push(Value::List(vec![])),
-                b'}' => self.stack.push(Value::Dict(vec![])),
+                b')' => self.push(Value::Tuple(vec![]))?,
+                b']' => self.push(Value::List(vec![]))?,
+                b'}' => self.push(Value::Dict(vec![]))?,
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
+                    self.push(Value::Tuple(items))?;
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(items));
+                    self.push(Value::List(items))?;
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Dict(pairs(items)?));
+                    self.push(Value::Dict(pairs(items)?))?;
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -268,10 +364,11 @@ impl<'a> Unpickler<'a> {
                         return Err("pickle stack underflow".into());
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.stack.push(Value::Tuple(items));
+                    self.push(Value::Tuple(items))?;
                 }
                 b'a' => {
                     let v = self.pop()?;
+                    nest_check(1 + depth(&v))?;
                     match self.top()? {
                         Value::List(l) => l.push(v),
                         _ => return Err("APPEND to a non-list".into()),
@@ -279,6 +376,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
+                    nest_check(1 + items.iter().map(depth).max().unwrap_or(0))?;
                     match self.top()? {
                         Value::List(l) => l.extend(items),
                         _ => return Err("APPENDS to a non-list".into()),
@@ -287,6 +385,7 @@ impl<'a> Unpickler<'a> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
+                    nest_check(1 + depth(&k).max(depth(&v)))?;
                     match self.top()? {
                         Value::Dict(d) => d.push((k, v)),
                         _ => return Err("SETITEM on a non-dict".into()),
@@ -294,6 +393,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
+                    nest_check(1 + items.iter().map(depth).max().unwrap_or(0))?;
                     let new = pairs(items)?;
                     match self.top()? {
                         Value::Dict(d) => d.extend(new),
@@ -302,22 +402,22 @@ impl<'a> Unpickler<'a> {
                 }
                 b'q' => {
                     let i = self.u8()? as u32;
-                    let v = self.top()?.clone();
+                    let v = self.top_copy()?;
                     self.memo.insert(i, v);
                 }
                 b'r' => {
                     let i = self.u32()?;
-                    let v = self.top()?.clone();
+                    let v = self.top_copy()?;
                     self.memo.insert(i, v);
                 }
                 0x94 => {
                     let i = self.memo.len() as u32;
-                    let v = self.top()?.clone();
+                    let v = self.top_copy()?;
                     self.memo.insert(i, v);
                 }
                 b'p' => {
                     let i: u32 = self.line()?.parse().map_err(|_| "bad PUT index")?;
-                    let v = self.top()?.clone();
+                    let v = self.top_copy()?;
                     self.memo.insert(i, v);
                 }
                 b'h' | b'j' | b'g' => {
@@ -326,12 +426,15 @@ impl<'a> Unpickler<'a> {
                         b'j' => self.u32()?,
                         _ => self.line()?.parse().map_err(|_| "bad GET index")?,
                     };
-                    let v = self
+                    let units = self
                         .memo
                         .get(&i)
-                        .cloned()
+                        .map(weight)
                         .ok_or_else(|| format!("pickle memo {i} missing"))?;
-                    self.stack.push(v);
+                    // charged before the copy is made
+                    self.charge(units)?;
+                    let v = self.memo.get(&i).cloned().unwrap_or(Value::None);
+                    self.push(v)?;
                 }
                 b'c' => {
                     let module = self.line()?;
@@ -348,20 +451,20 @@ impl<'a> Unpickler<'a> {
                 }
                 b'Q' => {
                     let pid = self.pop()?;
-                    self.stack.push(Value::PersistentId(Box::new(pid)));
+                    self.push(Value::PersistentId(Box::new(pid)))?;
                 }
                 b'R' => {
                     let args = self.pop()?;
                     let callable = self.pop()?;
                     let v = reduce(callable, args)?;
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 0x81 => {
                     // NEWOBJ: only OrderedDict-like empty construction is allowed
                     let args = self.pop()?;
                     let cls = self.pop()?;
                     let v = reduce(cls, args)?;
-                    self.stack.push(v);
+                    self.push(v)?;
                 }
                 b'b' => {
                     // BUILD: state for the object below. A state dict's `_metadata` is dropped;
@@ -377,6 +480,13 @@ impl<'a> Unpickler<'a> {
             }
         }
     }
+}
+
+fn nest_check(depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("values nest more than {MAX_DEPTH} deep; refused"));
+    }
+    Ok(())
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
@@ -397,16 +507,22 @@ fn usizes(v: &Value) -> Result<Vec<usize>, String> {
             .iter()
             .map(|x| match x {
                 Value::Int(i) if *i >= 0 => Ok(*i as usize),
-                other => Err(format!("expected a non-negative integer, found {other:?}")),
+                other => Err(format!(
+                    "expected a non-negative integer, found {}",
+                    brief(other)
+                )),
             })
             .collect(),
-        other => Err(format!("expected a tuple of integers, found {other:?}")),
+        other => Err(format!(
+            "expected a tuple of integers, found {}",
+            brief(other)
+        )),
     }
 }
 
 fn reduce(callable: Value, args: Value) -> Result<Value, String> {
     let Value::Global(module, name) = callable else {
-        return Err(format!("REDUCE on a non-callable {callable:?}"));
+        return Err(format!("REDUCE on a non-callable {}", brief(&callable)));
     };
     let Value::Tuple(args) = args else {
         return Err("REDUCE arguments are not a tuple".into());
@@ -422,7 +538,7 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
             };
             let offset = match &args[1] {
                 Value::Int(i) if *i >= 0 => *i as usize,
-                other => return Err(format!("bad storage offset {other:?}")),
+                other => return Err(format!("bad storage offset {}", brief(other))),
             };
             Ok(Value::Tensor(TensorRef {
                 storage: storage.clone(),

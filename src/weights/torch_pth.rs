@@ -131,7 +131,7 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 /// `('storage', <class>, key, location, numel[, view])`.
 fn storage_of(pid: &Value) -> Result<(String, StorageType, usize), String> {
     let Value::Tuple(items) = pid else {
-        return Err(format!("unexpected persistent id {pid:?}"));
+        return Err(format!("unexpected persistent id {}", pickle::brief(pid)));
     };
     match items.as_slice() {
         [
@@ -144,7 +144,7 @@ fn storage_of(pid: &Value) -> Result<(String, StorageType, usize), String> {
         ] if kind == "storage" && *numel >= 0 => {
             Ok((key.clone(), StorageType::from_name(class), *numel as usize))
         }
-        _ => Err(format!("unexpected persistent id {pid:?}")),
+        _ => Err(format!("unexpected persistent id {}", pickle::brief(pid))),
     }
 }
 
@@ -190,26 +190,41 @@ fn collect(
     Ok(out)
 }
 
-/// Reads a (possibly strided) view of a storage into a dense row-major vector.
+/// Reads a (possibly strided) view of a storage into a dense row-major vector. Every size,
+/// stride and offset is checked, without overflow, against the bytes the storage has, and a
+/// view may not hold more elements than its storage (so memory stays bounded by the file).
 fn gather(bytes: &[u8], ty: StorageType, t: &TensorRef) -> Result<Vec<f32>, String> {
     let es = ty.size();
-    let n: usize = t.size.iter().product();
     if t.size.len() != t.stride.len() {
         return Err("size and stride differ in length".into());
     }
-    let max_index = t.offset
-        + t.size
-            .iter()
-            .zip(&t.stride)
-            .map(|(s, st)| s.saturating_sub(1) * st)
-            .sum::<usize>();
-    if n > 0 && (max_index + 1) * es > bytes.len() {
+    let too_big = || "its size, stride or offset overflow".to_string();
+    let n = t
+        .size
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(too_big)?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let elements = bytes.len() / es;
+    if n > elements {
         return Err(format!(
-            "needs {} bytes of its storage, which has {} (file truncated?)",
-            (max_index + 1) * es,
-            bytes.len()
+            "views {n} elements of a storage that holds {elements} (file truncated or crafted?)"
         ));
     }
+    let mut max_index = t.offset;
+    for (&s, &st) in t.size.iter().zip(&t.stride) {
+        let reach = (s - 1).checked_mul(st).ok_or_else(too_big)?;
+        max_index = max_index.checked_add(reach).ok_or_else(too_big)?;
+    }
+    if max_index >= elements {
+        return Err(format!(
+            "needs {} elements of its storage, which has {elements} (file truncated?)",
+            max_index as u128 + 1,
+        ));
+    }
+    // Every index below is at most `max_index`, checked above.
     let mut out = Vec::with_capacity(n);
     let mut idx = vec![0usize; t.size.len()];
     for _ in 0..n {
@@ -226,6 +241,27 @@ fn gather(bytes: &[u8], ty: StorageType, t: &TensorRef) -> Result<Vec<f32>, Stri
     Ok(out)
 }
 
+/// Reads one zip entry whole, refusing one whose declared size its compressed bytes cannot
+/// hold (deflate expands at most about 1032 to 1) and never reading past the declared size.
+fn read_entry(
+    archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
+    name: &str,
+) -> Result<Vec<u8>, String> {
+    let f = archive.by_name(name).map_err(|e| format!("{name}: {e}"))?;
+    let size = f.size();
+    if size > f.compressed_size().saturating_mul(1032).saturating_add(64) {
+        return Err(format!(
+            "{name}: declares {size} bytes from {} compressed (a zip bomb?)",
+            f.compressed_size()
+        ));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 30));
+    f.take(size)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(out)
+}
+
 fn load_zip(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor>, WeightsError> {
     let bad = |e: String| WeightsError::malformed(path, FORMAT, e);
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
@@ -236,22 +272,12 @@ fn load_zip(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor>, 
         .map(str::to_string)
         .ok_or_else(|| bad("no data.pkl in the archive".into()))?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
-    let mut pkl = Vec::new();
-    archive
-        .by_name(&pkl_name)
-        .and_then(|mut f| f.read_to_end(&mut pkl).map_err(Into::into))
-        .map_err(|e| bad(format!("{pkl_name}: {e}")))?;
+    let pkl = read_entry(&mut archive, &pkl_name).map_err(bad)?;
     let (root, _) = pickle::read(&pkl).map_err(|e| pickle_error(path, e))?;
     let archive = std::cell::RefCell::new(archive);
     let storage_bytes = |key: &str| -> Result<Vec<u8>, WeightsError> {
         let name = format!("{prefix}data/{key}");
-        let mut out = Vec::new();
-        archive
-            .borrow_mut()
-            .by_name(&name)
-            .and_then(|mut f| f.read_to_end(&mut out).map_err(Into::into))
-            .map_err(|e| bad(format!("storage {name}: {e}")))?;
-        Ok(out)
+        read_entry(&mut archive.borrow_mut(), &name).map_err(|e| bad(format!("storage {e}")))
     };
     collect(path, root, &storage_bytes)
 }
@@ -273,7 +299,7 @@ fn load_legacy(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor
         return Err(WeightsError::malformed(
             path,
             FORMAT,
-            format!("unsupported legacy protocol {protocol:?}"),
+            format!("unsupported legacy protocol {}", pickle::brief(&protocol)),
         ));
     }
     let _sys_info = next("sys_info")?;
@@ -308,12 +334,16 @@ fn load_legacy(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor
         };
         let truncated =
             || WeightsError::malformed(path, FORMAT, format!("storage {key}: file truncated"));
-        let count_bytes = bytes.get(pos..pos + 8).ok_or_else(truncated)?;
+        let count_bytes = bytes
+            .get(pos..pos.saturating_add(8))
+            .ok_or_else(truncated)?;
         let count = u64::from_le_bytes(count_bytes.try_into().map_err(|_| truncated())?) as usize;
         pos += 8;
         let es = meta.get(&key).map_or(4, |(ty, _)| ty.size());
         let len = count.checked_mul(es).ok_or_else(truncated)?;
-        let data = bytes.get(pos..pos + len).ok_or_else(truncated)?;
+        let data = bytes
+            .get(pos..pos.checked_add(len).ok_or_else(truncated)?)
+            .ok_or_else(truncated)?;
         storages.insert(key.clone(), data.to_vec());
         pos += len;
     }
