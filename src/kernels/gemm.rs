@@ -28,8 +28,18 @@ impl<'a> MatRef<'a> {
             cs: cols,
         }
     }
+    /// Whether every element of a `rows x cols` view lies inside `data`, computed without
+    /// overflow, with strides the product can take as `isize`.
     fn covers(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+        if rows == 0 || cols == 0 {
+            return true;
+        }
+        let fits = |v: usize| isize::try_from(v).is_ok();
+        let last = (rows - 1)
+            .checked_mul(self.rs)
+            .zip((cols - 1).checked_mul(self.cs))
+            .and_then(|(r, c)| r.checked_add(c));
+        fits(self.rs) && fits(self.cs) && last.is_some_and(|l| l < self.data.len())
     }
 }
 
@@ -42,7 +52,9 @@ pub enum Threads {
 
 /// `c[m x n] (row-major, row stride ldc) = (accumulate ? c : 0) + a[m x k] . b[k x n]`.
 ///
-/// Panics if a view is too short for its shape: that is a bug in the caller, never input.
+/// Panics if a view is too short for its shape, or if `ldc < n` (output rows that overlap
+/// would be written by several threads at once): a bug in the caller, never input. The
+/// checks cannot overflow, so no safe call reads or writes outside the slices.
 pub fn matmul(
     (m, n, k): (usize, usize, usize),
     a: MatRef<'_>,
@@ -53,9 +65,14 @@ pub fn matmul(
     threads: Threads,
 ) {
     assert!(a.covers(m, k) && b.covers(k, n), "matmul operand too short");
+    let c_end = (m.max(1) - 1)
+        .checked_mul(ldc)
+        .and_then(|v| v.checked_add(n));
     assert!(
-        m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
-        "matmul output too short"
+        m == 0
+            || n == 0
+            || (ldc >= n && isize::try_from(ldc).is_ok() && c_end.is_some_and(|e| e <= c.len())),
+        "matmul output too short, or its rows overlap (ldc < n)"
     );
     if m == 0 || n == 0 {
         return;
@@ -73,7 +90,9 @@ pub fn matmul(
         Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
     };
     // SAFETY: the asserts above keep every index the product reads or writes inside the
-    // slices; `c` is borrowed mutably, so nothing else aliases it.
+    // slices, with strides that fit an isize; `ldc >= n` keeps the output rows disjoint, so
+    // the threads of one product never write the same element; `c` is borrowed mutably, so
+    // nothing else aliases it.
     unsafe {
         gemm::gemm(
             m,
@@ -152,6 +171,45 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn misuse_panics_before_any_unsafe_access() {
+        let a = vec![1.0f32; 16];
+        let b = vec![1.0f32; 16];
+        let call = |shape, a: MatRef<'_>, ldc: usize, c_len: usize| {
+            let mut c = vec![0.0f32; c_len];
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                matmul(
+                    shape,
+                    a,
+                    MatRef::rows(&b, 4),
+                    &mut c,
+                    ldc,
+                    false,
+                    Threads::All,
+                )
+            }))
+            .is_err()
+        };
+        assert!(!call((4, 4, 4), MatRef::rows(&a, 4), 4, 16), "a valid call");
+        // overlapping output rows: two threads would write the same elements
+        assert!(call((4, 4, 4), MatRef::rows(&a, 4), 2, 16));
+        // strides whose products overflow usize used to wrap past the length check
+        let huge = MatRef {
+            data: &a,
+            rs: usize::MAX / 2 + 1,
+            cs: 1,
+        };
+        assert!(call((4, 4, 4), huge, 4, 16));
+        let wrap = MatRef {
+            data: &a,
+            rs: 1,
+            cs: 1 << 62,
+        };
+        assert!(call((4, 4, 4), wrap, 4, 16));
+        assert!(call((4, 4, 4), MatRef::rows(&a, 4), usize::MAX / 2, 16));
+        assert!(call((4, 4, 4), MatRef::rows(&a, 4), 4, 15));
     }
 
     #[test]
