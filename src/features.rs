@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::data::decode::{DecodeError, decode_rgb};
+use crate::data::decode::{DecodeError, Decoding, decode_rgb_as};
 use crate::model::layers::values;
 use crate::model::vgg16::Vgg16;
 use crate::preprocess::{Interpolation, Preprocessing, resize};
@@ -20,12 +20,14 @@ pub struct InputSpec {
     pub preprocessing: Preprocessing,
     pub interpolation: Interpolation,
     pub pixel_limit: u64,
+    /// EXIF orientation and alpha: faceattr's way or Keras'.
+    pub decoding: Decoding,
 }
 
 impl InputSpec {
     /// Decodes and resizes one file.
     pub fn load(&self, path: &Path) -> Result<RgbImage, DecodeError> {
-        Ok(self.frame_whole(decode_rgb(path, self.pixel_limit)?))
+        Ok(self.frame_whole(decode_rgb_as(path, self.pixel_limit, self.decoding)?))
     }
 
     /// A decoded image, whole, at the input size.

@@ -496,6 +496,7 @@ fn a_one_dimensional_dense_weight_is_a_shape_error() {
         trainable: "block5_conv1".parse().expect("layer name"),
         class_names: vec!["a".into(), "b".into()],
         framing: Default::default(),
+        decoding: Default::default(),
     };
     let err = faceattr::model::classifier::Classifier::from_weights(&ws, 2, spec, 0, &device())
         .expect_err("a 1-D dense weight cannot be used");

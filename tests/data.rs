@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use faceattr::data::bad::{BadImageLog, BadImagePolicy};
 use faceattr::data::celeba::{Layout, PerClass, build};
-use faceattr::data::decode::{DEFAULT_PIXEL_LIMIT, DecodeError, decode_rgb};
+use faceattr::data::decode::{
+    DEFAULT_PIXEL_LIMIT, DecodeError, Decoding, decode_rgb, decode_rgb_as,
+};
 use faceattr::data::inspect::inspect;
 use faceattr::data::pipeline::{Pipeline, epoch_order};
 use faceattr::data::{DataError, LabeledSet};
@@ -110,6 +112,15 @@ fn grey_palette_and_alpha_are_converted() {
     let a = decode_rgb(&d.path().join("la.png"), DEFAULT_PIXEL_LIMIT).unwrap();
     assert_eq!(a.get_pixel(1, 1).0, [255, 255, 255]);
     assert_eq!(a.get_pixel(6, 1).0, [10, 10, 10]);
+    // as Keras' load_img (Pillow's convert("RGB")): alpha dropped, the hidden colour shows
+    let k = decode_rgb_as(
+        &d.path().join("la.png"),
+        DEFAULT_PIXEL_LIMIT,
+        Decoding::Keras,
+    )
+    .unwrap();
+    assert_eq!(k.get_pixel(1, 1).0, [0, 0, 0]);
+    assert_eq!(k.get_pixel(6, 1).0, [10, 10, 10]);
     // a palette PNG (indexed colour), written with the png crate
     let path = d.path().join("palette.png");
     {
@@ -142,6 +153,13 @@ fn exif_orientation_is_applied() {
     assert_eq!((out.width(), out.height()), (16, 32));
     assert_reddish(out.get_pixel(8, 4).0, "top after rotation");
     assert_bluish(out.get_pixel(8, 28).0, "bottom after rotation");
+    // as Keras' load_img: the stored orientation, 32 wide and 16 high
+    let k = decode_rgb_as(&path, DEFAULT_PIXEL_LIMIT, Decoding::Keras).unwrap();
+    assert_eq!((k.width(), k.height()), (32, 16));
+    assert_eq!(
+        k.as_raw(),
+        image::load_from_memory(&bytes).unwrap().to_rgb8().as_raw()
+    );
 }
 
 fn crc32(data: &[u8]) -> u32 {
@@ -273,6 +291,7 @@ fn spec() -> InputSpec {
         preprocessing: Preprocessing::Caffe,
         interpolation: Interpolation::Nearest,
         pixel_limit: DEFAULT_PIXEL_LIMIT,
+        decoding: Default::default(),
     }
 }
 

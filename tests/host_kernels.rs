@@ -30,6 +30,7 @@ fn host_kernels_match_burn_forward_and_gradients() {
         trainable: "block4_conv1".parse::<TrainableFrom>().expect("layer name"),
         class_names: vec!["a".into(), "b".into()],
         framing: Default::default(),
+        decoding: Default::default(),
     };
     let model = Classifier { base, head, spec };
     let x: Vec<f32> = (0..4 * 3 * 64 * 48)

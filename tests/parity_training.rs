@@ -22,6 +22,7 @@ fn classifier(file: &str, prep: Preprocessing, conventions: Conventions) -> Clas
         trainable: TrainableFrom::REFERENCE,
         class_names: vec!["a".into(), "b".into()],
         framing: Default::default(),
+        decoding: Default::default(),
     };
     Classifier::from_weights(&ws, 8, spec, 0, &device()).expect("classifier builds")
 }

@@ -175,17 +175,26 @@ fn killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one() {
     while !last.exists() && start.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let finished = std::fs::read_to_string(killed.join("history.csv"))
-        .map(|h| h.lines().count() == 4)
-        .unwrap_or(false);
-    if !finished {
-        let r = faceattr(&["train", "--resume", killed.to_str().unwrap()], None)
-            .wait_with_output()
-            .unwrap();
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    }
+    assert!(last.exists(), "no checkpoint appeared within 120 s");
+    child
+        .kill()
+        .expect("the child is still running when its first checkpoint appears");
+    let status = child.wait().unwrap();
+    // Proof the kill happened mid-run: the child died of SIGKILL, and it had not finished.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the child was not killed: {status:?}"
+    );
+    let epochs_done = std::fs::read_to_string(killed.join("history.csv"))
+        .map(|h| h.lines().count().saturating_sub(1))
+        .unwrap_or(0);
+    assert!(epochs_done < 3, "the killed run had already finished");
+    let r = faceattr(&["train", "--resume", killed.to_str().unwrap()], None)
+        .wait_with_output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let diff = max_diff(
         &weights(&full.join("weights/last.safetensors")),
         &weights(&last),
@@ -295,6 +304,26 @@ fn non_finite_loss_stops_with_a_clear_message() {
 }
 
 #[test]
+fn a_busy_run_folder_is_refused_and_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let out = d.path().join("busy");
+    std::fs::create_dir_all(&out).unwrap();
+    // Another process's lock: a separate open file description conflicts just the same.
+    let held = faceattr::train::run_lock::acquire(&out).unwrap();
+    let mut a = args(&data, &out);
+    a.epochs = 1;
+    let e = train(a.clone(), false, true).unwrap_err().to_string();
+    assert!(e.contains("is in use by another faceattr run"), "{e}");
+    let e = train(a.clone(), true, true).unwrap_err().to_string();
+    assert!(e.contains("is in use by another faceattr run"), "{e}");
+    assert!(!out.join("weights/last.safetensors").exists());
+    drop(held);
+    train(a, false, true).unwrap();
+    assert!(out.join("weights/last.safetensors").exists());
+}
+
+#[test]
 fn an_existing_run_is_not_overwritten() {
     let d = tempfile::tempdir().unwrap();
     let data = dataset(&d.path().join("data"));
@@ -311,4 +340,25 @@ fn an_existing_run_is_not_overwritten() {
         before,
         std::fs::read(d.path().join("r/weights/last.safetensors")).unwrap()
     );
+}
+
+#[test]
+fn the_decoding_chosen_for_training_is_recorded_and_used_for_inference() {
+    use faceattr::data::decode::Decoding;
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let mut a = args(&data, &d.path().join("k"));
+    a.epochs = 1;
+    a.decoding = Decoding::Keras;
+    train(a, false, true).unwrap();
+    let loaded = saved::load(
+        &d.path().join("k/weights/last.safetensors"),
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(loaded.meta.spec.decoding, Decoding::Keras);
+    let spec = faceattr::eval::predict::input_spec(&loaded.model);
+    assert_eq!(spec.decoding, Decoding::Keras);
+    let card = faceattr::eval::card::render(&loaded.meta, None, None);
+    assert!(card.contains("as Keras' `load_img` does"), "{card}");
 }

@@ -27,6 +27,10 @@ pub struct FeaturesArgs {
     pub input: (usize, usize),
     #[arg(long, value_enum, default_value_t = Interpolation::Nearest)]
     pub interpolation: Interpolation,
+    /// `faceattr`: apply EXIF orientation, composite alpha over white; `keras`: neither, as
+    /// Keras' `load_img` (to compare with features computed in Keras).
+    #[arg(long, value_enum, default_value_t = crate::data::decode::Decoding::Faceattr)]
+    pub decoding: crate::data::decode::Decoding,
     #[arg(long, default_value_t = 12)]
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
@@ -50,6 +54,7 @@ pub fn run(a: FeaturesArgs) -> anyhow::Result<()> {
         preprocessing: a.preprocess.unwrap_or(ws.preprocessing),
         interpolation: a.interpolation,
         pixel_limit: DEFAULT_PIXEL_LIMIT,
+        decoding: a.decoding,
     };
     let bar = crate::progress::items_bar(a.images.len() as u64, "features");
     let results = extract(&base, &spec, &a.images, a.batch, &device, |n| {

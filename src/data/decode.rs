@@ -5,6 +5,34 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageReader, RgbImage};
 
+/// How pixels are read from a file where faceattr and Keras differ, on purpose.
+///
+/// faceattr applies the EXIF orientation (a phone photo taken upright is upright) and
+/// composites transparency over white (a transparent background becomes white, not the
+/// colours hidden under alpha 0). Keras' `load_img` does neither: Pillow's
+/// `convert("RGB")` drops the alpha channel and keeps the stored orientation. `Keras`
+/// reproduces that where faithfulness to a Keras run matters (`train --decoding keras`,
+/// recorded in the model so that `eval`, `predict` and `serve` decode the same way).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoding {
+    /// EXIF orientation applied, alpha composited over white.
+    #[default]
+    Faceattr,
+    /// As Keras' `load_img`: EXIF orientation ignored, alpha dropped.
+    Keras,
+}
+
 /// Default guard against decompression bombs: 50 megapixels.
 pub const DEFAULT_PIXEL_LIMIT: u64 = 50_000_000;
 
@@ -37,17 +65,37 @@ pub enum DecodeError {
 /// grey expanded, 16-bit reduced. The pixel limit is checked from the header, before any
 /// pixel buffer is allocated.
 pub fn decode_rgb(path: &Path, pixel_limit: u64) -> Result<RgbImage, DecodeError> {
+    decode_rgb_as(path, pixel_limit, Decoding::Faceattr)
+}
+
+/// As [`decode_rgb`], orientation and alpha handled as `decoding` says.
+pub fn decode_rgb_as(
+    path: &Path,
+    pixel_limit: u64,
+    decoding: Decoding,
+) -> Result<RgbImage, DecodeError> {
     let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    decode_bytes(path, &bytes, pixel_limit)
+    decode_bytes_as(path, &bytes, pixel_limit, decoding)
 }
 
 /// As [`decode_rgb`], from bytes already read; `path` is only used in messages. A decoder
 /// that panics on a crafted file gives [`DecodeError::Corrupt`].
 pub fn decode_bytes(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbImage, DecodeError> {
-    crate::panics::contained(|| decode_unguarded(path, bytes, pixel_limit)).unwrap_or_else(|msg| {
+    decode_bytes_as(path, bytes, pixel_limit, Decoding::Faceattr)
+}
+
+/// As [`decode_bytes`], orientation and alpha handled as `decoding` says.
+pub fn decode_bytes_as(
+    path: &Path,
+    bytes: &[u8],
+    pixel_limit: u64,
+    decoding: Decoding,
+) -> Result<RgbImage, DecodeError> {
+    let run = || decode_unguarded(path, bytes, pixel_limit, decoding);
+    crate::panics::contained(run).unwrap_or_else(|msg| {
         Err(DecodeError::Corrupt {
             path: path.to_path_buf(),
             reason: format!("the decoder failed on this file ({msg})"),
@@ -55,7 +103,12 @@ pub fn decode_bytes(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbIm
     })
 }
 
-fn decode_unguarded(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbImage, DecodeError> {
+fn decode_unguarded(
+    path: &Path,
+    bytes: &[u8],
+    pixel_limit: u64,
+    decoding: Decoding,
+) -> Result<RgbImage, DecodeError> {
     use image::ImageDecoder;
     if bytes.is_empty() {
         return Err(DecodeError::Empty {
@@ -70,12 +123,24 @@ fn decode_unguarded(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbIm
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| not_image(e.to_string()))?;
+    // What a decoder may allocate follows from the pixel limit, not from the file's header (a
+    // TIFF declaring 5 144 bits a sample once asked for 266 MB for 40x32 pixels): 8 bytes a
+    // pixel (16-bit RGBA), plus room for a decoder's working buffers.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(pixel_limit.saturating_mul(8).saturating_add(16 << 20));
+    reader.limits(limits);
     let Some(format) = reader.format() else {
         return Err(not_image("unknown format".into()));
     };
+    if format == image::ImageFormat::Tiff {
+        super::tiff_tags::check(bytes).map_err(|reason| DecodeError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+    }
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > pixel_limit {
@@ -104,8 +169,13 @@ fn decode_unguarded(path: &Path, bytes: &[u8], pixel_limit: u64) -> Result<RgbIm
             reason,
         })?;
     }
-    img.apply_orientation(orientation);
-    Ok(to_rgb_over_white(img))
+    Ok(match decoding {
+        Decoding::Faceattr => {
+            img.apply_orientation(orientation);
+            to_rgb_over_white(img)
+        }
+        Decoding::Keras => img.to_rgb8(),
+    })
 }
 
 impl DecodeError {

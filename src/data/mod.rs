@@ -11,6 +11,7 @@ pub mod jpeg_end;
 pub mod manifest;
 pub mod pipeline;
 pub mod synthetic;
+pub mod tiff_tags;
 
 use std::path::{Path, PathBuf};
 

@@ -30,6 +30,10 @@ pub fn render(meta: &ModelMeta, report: Option<&EvalReport>, test_data: Option<&
         crate::preprocess::Framing::CelebaAligned => "Trained on faces aligned as CelebA's aligned set (eyes level at fixed points of the crop). `faceattr predict` and `eval` detect each face of a photo with YuNet and align it the same way; a photo without a detectable face gets no answer.\n\n",
         crate::preprocess::Framing::Whole => "Trained on whole images resized to the input: it sees a photo as its training images were framed, so give it photos framed the same way (`--faces detect` aligns faces instead).\n\n",
     });
+    out.push_str(match s.decoding {
+        crate::data::decode::Decoding::Faceattr => "Images are decoded with their EXIF orientation applied and transparency composited over white.\n\n",
+        crate::data::decode::Decoding::Keras => "Images are decoded as Keras' `load_img` does: EXIF orientation ignored, alpha dropped (`train --decoding keras`).\n\n",
+    });
     out.push_str("## Training data\n\n");
     match (meta.train_images, &meta.data_fingerprint) {
         (Some(n), Some(f)) => out.push_str(&format!(

@@ -8,7 +8,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::data::bad::BadImage;
-use crate::data::decode::{DEFAULT_PIXEL_LIMIT, DecodeError, decode_rgb};
+use crate::data::decode::{DEFAULT_PIXEL_LIMIT, DecodeError, decode_rgb_as};
 use crate::faces::{Face, FaceCrop, FaceCropper};
 use crate::features::InputSpec;
 use crate::model::Classifier;
@@ -99,6 +99,7 @@ pub fn input_spec(model: &Classifier) -> InputSpec {
         preprocessing: model.spec.preprocessing,
         interpolation: model.spec.interpolation,
         pixel_limit: DEFAULT_PIXEL_LIMIT,
+        decoding: model.spec.decoding,
     }
 }
 
@@ -202,7 +203,8 @@ pub fn predict_faces(
         let framed: Vec<Result<(RgbImage, Vec<FaceCrop>), BadImage>> = chunk
             .par_iter()
             .map(|p| {
-                let photo = decode_rgb(p, spec.pixel_limit).map_err(|e| BadImage::from(&e))?;
+                let photo = decode_rgb_as(p, spec.pixel_limit, spec.decoding)
+                    .map_err(|e| BadImage::from(&e))?;
                 let crops = cropper.crops(&photo).map_err(|e| BadImage {
                     path: p.clone(),
                     reason: e.to_string(),

@@ -26,6 +26,9 @@ pub struct ModelSpec {
     /// How the training images were framed (models saved before faces existed: whole).
     #[serde(default)]
     pub framing: Framing,
+    /// How training images were decoded (EXIF, alpha); inference decodes the same way.
+    #[serde(default)]
+    pub decoding: crate::data::decode::Decoding,
 }
 
 #[derive(Debug, Clone)]

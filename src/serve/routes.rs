@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::batcher::{Batcher, Job, JobOutput, Submit};
 use super::metrics::Metrics;
-use crate::data::decode::{DecodeError, decode_bytes};
+use crate::data::decode::{DecodeError, decode_bytes_as};
 use crate::eval::predict::FacesMode;
 use crate::faces::{Face, FaceCropper};
 use crate::features::InputSpec;
@@ -353,7 +353,12 @@ async fn answer(s: AppState, req: Request, detect: bool, explain: bool) -> Respo
 
 /// Decodes one image (its size checked from the header first) and frames it.
 fn frame(s: &Inner, name: &str, bytes: &[u8], detect: bool) -> (String, Result<Framed, Refused>) {
-    let decoded = decode_bytes(std::path::Path::new(name), bytes, s.spec.pixel_limit);
+    let decoded = decode_bytes_as(
+        std::path::Path::new(name),
+        bytes,
+        s.spec.pixel_limit,
+        s.spec.decoding,
+    );
     let photo = match decoded {
         Ok(p) => p,
         Err(e) => return (name.to_string(), Err(refused(&e))),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::CacheDtype;
 use crate::data::bad::BadImagePolicy;
-use crate::data::decode::DEFAULT_PIXEL_LIMIT;
+use crate::data::decode::{DEFAULT_PIXEL_LIMIT, Decoding};
 use crate::device::Backend;
 use crate::model::{Conventions, TrainableFrom};
 use crate::preprocess::{Framing, Interpolation, Preprocessing};
@@ -93,6 +93,11 @@ pub struct TrainArgs {
     /// Images with more pixels than this are rejected before decoding.
     #[arg(long, default_value_t = DEFAULT_PIXEL_LIMIT)]
     pub pixel_limit: u64,
+    /// `faceattr`: apply EXIF orientation, composite alpha over white. `keras`: as Keras'
+    /// `load_img`, neither. Recorded in the model; `eval`, `predict` and `serve` follow it.
+    #[arg(long, value_enum, default_value_t = Decoding::Faceattr)]
+    #[serde(default)]
+    pub decoding: Decoding,
 }
 
 impl TrainArgs {

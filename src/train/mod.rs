@@ -6,6 +6,7 @@ pub mod cache;
 pub mod config;
 pub mod history;
 pub mod loss;
+pub mod run_lock;
 pub mod step;
 pub mod trainer;
 

@@ -37,6 +37,8 @@ pub enum TrainError {
     Weights(#[from] WeightsError),
     #[error(transparent)]
     Backend(#[from] crate::device::BackendUnavailable),
+    #[error(transparent)]
+    Busy(#[from] super::run_lock::LockError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -140,6 +142,9 @@ pub fn fingerprint(set: &LabeledSet) -> String {
 /// Starts a new run (`resume == false`) or continues the one in `args.out`.
 pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome, TrainError> {
     let run = RunDir(args.out.clone());
+    std::fs::create_dir_all(run.0.join("weights")).map_err(io_err(&run.0))?;
+    // Held until this function returns: no second process may use the folder meanwhile.
+    let _lock = super::run_lock::acquire(&run.0)?;
     if !resume && run.last().exists() {
         return Err(TrainError::Config(format!(
             "{} already holds a run; use `faceattr train --resume {}` or another --out",
@@ -147,7 +152,6 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
             run.0.display()
         )));
     }
-    std::fs::create_dir_all(run.0.join("weights")).map_err(io_err(&run.0))?;
     let device = args.backend.device()?;
 
     let train_full = LabeledSet::open(&args.data)?;
@@ -257,6 +261,7 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
         preprocessing: model.spec.preprocessing,
         interpolation: model.spec.interpolation,
         pixel_limit: args.pixel_limit,
+        decoding: model.spec.decoding,
     };
     let pipeline = Pipeline {
         spec,
@@ -553,6 +558,7 @@ fn build_model(
             Some(f) => f,
             None => crate::data::framing::framing_of(&args.data)?,
         },
+        decoding: args.decoding,
     };
     let head = Head::random(
         base.feature_dim(),

@@ -48,6 +48,7 @@ pub fn spec(preprocessing: Preprocessing) -> InputSpec {
         preprocessing,
         interpolation: Interpolation::Nearest,
         pixel_limit: DEFAULT_PIXEL_LIMIT,
+        decoding: Default::default(),
     }
 }
 

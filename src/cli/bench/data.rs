@@ -46,6 +46,7 @@ pub fn run(a: DataBenchArgs) -> anyhow::Result<()> {
         preprocessing: Preprocessing::Caffe,
         interpolation: Interpolation::Nearest,
         pixel_limit: crate::data::decode::DEFAULT_PIXEL_LIMIT,
+        decoding: Default::default(),
     };
     let order = epoch_order(set.samples.len(), 0, 1, true);
     let mut rows = Vec::new();

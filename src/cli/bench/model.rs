@@ -117,6 +117,7 @@ pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
         trainable: TrainableFrom::REFERENCE,
         class_names: vec!["female".into(), "male".into()],
         framing: Default::default(),
+        decoding: Default::default(),
     };
     let mut model = Classifier { base, head, spec };
     let (h, w) = a.input;
