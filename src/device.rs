@@ -27,10 +27,21 @@ pub enum Backend {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "backend '{0:?}' is not compiled into this faceattr; rebuild with `cargo build --release --features {1}`"
-)]
-pub struct BackendUnavailable(pub Backend, pub &'static str);
+pub enum BackendUnavailable {
+    #[error(
+        "backend '{0:?}' is not compiled into this faceattr; rebuild with `cargo build --release --features {1}`"
+    )]
+    NotCompiled(Backend, &'static str),
+    /// Compiled in, but no device could be started (no GPU, no driver, a failing adapter).
+    #[error(
+        "backend '{backend:?}' could not start a device: {reason}. {hint} Or run on the CPU with `--backend flex`."
+    )]
+    NoDevice {
+        backend: Backend,
+        reason: String,
+        hint: &'static str,
+    },
+}
 
 impl Backend {
     pub fn device(self) -> Result<Device, BackendUnavailable> {
@@ -41,15 +52,54 @@ impl Backend {
             #[allow(deprecated)]
             Backend::Ndarray => Ok(Device::ndarray()),
             #[cfg(not(feature = "ndarray"))]
-            Backend::Ndarray => Err(BackendUnavailable(self, "ndarray")),
+            Backend::Ndarray => Err(BackendUnavailable::NotCompiled(self, "ndarray")),
             #[cfg(feature = "cuda")]
-            Backend::Cuda => Ok(Device::cuda(0usize)),
+            Backend::Cuda => probed(
+                self,
+                || Device::cuda(0usize),
+                "Check that an NVIDIA GPU and its driver (libcuda) are present.",
+            ),
             #[cfg(not(feature = "cuda"))]
-            Backend::Cuda => Err(BackendUnavailable(self, "cuda")),
+            Backend::Cuda => Err(BackendUnavailable::NotCompiled(self, "cuda")),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
+            Backend::Wgpu => probed(
+                self,
+                || Device::wgpu(burn::tensor::DeviceKind::default()),
+                "Check that a GPU with a Vulkan driver is present (Debian: libvulkan1 and the vendor's driver, e.g. mesa-vulkan-drivers or NVIDIA's).",
+            ),
             #[cfg(not(feature = "wgpu"))]
-            Backend::Wgpu => Err(BackendUnavailable(self, "wgpu")),
+            Backend::Wgpu => Err(BackendUnavailable::NotCompiled(self, "wgpu")),
         }
+    }
+}
+
+/// A GPU device, started and checked with one small operation read back: burn's GPU
+/// runtimes start lazily and panic from inside when no adapter or driver can be had, so the
+/// first use happens here, where that panic becomes a clear error.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn probed(
+    backend: Backend,
+    make: impl FnOnce() -> Device,
+    hint: &'static str,
+) -> Result<Device, BackendUnavailable> {
+    use burn::tensor::{Tensor, TensorData};
+    let result = crate::panics::contained(|| {
+        let device = make();
+        let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &device);
+        let sum: Vec<f32> = t.sum().into_data().to_vec().unwrap_or_default();
+        (device, sum)
+    });
+    match result {
+        Ok((device, sum)) if sum == [3.0] => Ok(device),
+        Ok((_, sum)) => Err(BackendUnavailable::NoDevice {
+            backend,
+            reason: format!("a test sum gave {sum:?} instead of [3.0]"),
+            hint,
+        }),
+        Err(reason) => Err(BackendUnavailable::NoDevice {
+            backend,
+            reason,
+            hint,
+        }),
     }
 }

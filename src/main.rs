@@ -8,7 +8,13 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            use faceattr::train::trainer::TrainError;
+            match e.downcast_ref::<TrainError>() {
+                Some(TrainError::Interrupted { .. }) => {
+                    std::process::ExitCode::from(faceattr::train::interrupt::EXIT_CODE)
+                }
+                _ => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -87,6 +87,10 @@ fn faceattr(args: &[&str], env: Option<(&str, &str)>) -> std::process::Child {
     c.spawn().unwrap()
 }
 
+/// Epochs of the CLI runs: enough that a run is still going when the test acts on its first
+/// checkpoint, even on a loaded machine (an epoch of this tiny set takes about 30 ms).
+const KILL_EPOCHS: usize = 30;
+
 fn cli_args(data: &Path, out: &Path) -> Vec<String> {
     let widths = WIDTHS.map(|w| w.to_string()).join(",");
     [
@@ -102,7 +106,7 @@ fn cli_args(data: &Path, out: &Path) -> Vec<String> {
         "--out",
         &out.display().to_string(),
         "--epochs",
-        "3",
+        &KILL_EPOCHS.to_string(),
         "--batch",
         "8",
         "--head",
@@ -154,7 +158,11 @@ fn killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one() {
     );
     assert_eq!(diff, 0.0, "resumed run differs from the uninterrupted one");
     let hist = std::fs::read_to_string(cut.join("history.csv")).unwrap();
-    assert_eq!(hist.lines().count(), 4, "header + 3 epochs:\n{hist}");
+    assert_eq!(
+        hist.lines().count(),
+        KILL_EPOCHS + 1,
+        "header + epochs:\n{hist}"
+    );
     // epoch, losses and accuracies agree; timings naturally differ
     let figures = |h: &str| {
         h.lines()
@@ -190,7 +198,10 @@ fn killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one() {
     let epochs_done = std::fs::read_to_string(killed.join("history.csv"))
         .map(|h| h.lines().count().saturating_sub(1))
         .unwrap_or(0);
-    assert!(epochs_done < 3, "the killed run had already finished");
+    assert!(
+        epochs_done < KILL_EPOCHS,
+        "the killed run had already finished"
+    );
     let r = faceattr(&["train", "--resume", killed.to_str().unwrap()], None)
         .wait_with_output()
         .unwrap();
@@ -309,8 +320,22 @@ fn a_busy_run_folder_is_refused_and_left_alone() {
     let data = dataset(&d.path().join("data"));
     let out = d.path().join("busy");
     std::fs::create_dir_all(&out).unwrap();
-    // Another process's lock: a separate open file description conflicts just the same.
-    let held = faceattr::train::run_lock::acquire(&out).unwrap();
+    // Another process holds the folder: flock(1) on the lock file, closing its descriptor
+    // before running `sleep` (-o), so killing flock releases the lock.
+    let mut holder = Command::new("flock")
+        .args([
+            "-o",
+            out.join(".faceattr.lock").to_str().unwrap(),
+            "sleep",
+            "120",
+        ])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while faceattr::train::run_lock::acquire(&out).is_ok() {
+        assert!(start.elapsed().as_secs() < 30, "flock never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let mut a = args(&data, &out);
     a.epochs = 1;
     let e = train(a.clone(), false, true).unwrap_err().to_string();
@@ -318,7 +343,8 @@ fn a_busy_run_folder_is_refused_and_left_alone() {
     let e = train(a.clone(), true, true).unwrap_err().to_string();
     assert!(e.contains("is in use by another faceattr run"), "{e}");
     assert!(!out.join("weights/last.safetensors").exists());
-    drop(held);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     train(a, false, true).unwrap();
     assert!(out.join("weights/last.safetensors").exists());
 }
@@ -361,4 +387,116 @@ fn the_decoding_chosen_for_training_is_recorded_and_used_for_inference() {
     assert_eq!(spec.decoding, Decoding::Keras);
     let card = faceattr::eval::card::render(&loaded.meta, None, None);
     assert!(card.contains("as Keras' `load_img` does"), "{card}");
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let out = d.path().join("int");
+    let mut a = cli_args(&data, &out);
+    // many epochs: the run is still going when the signal lands
+    let at = a.iter().position(|s| s == "--epochs").unwrap();
+    a[at + 1] = "200".into();
+    let child = faceattr(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    let last = out.join("weights/last.safetensors");
+    let start = std::time::Instant::now();
+    while !last.exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(last.exists(), "no checkpoint appeared within 120 s");
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let r = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted in epoch"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("faceattr train --resume {}", out.display())),
+        "{stderr}"
+    );
+    // nothing half-written: no temporary files, the checkpoint loads, the lock is free
+    let leftovers: Vec<_> = std::fs::read_dir(out.join("weights"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let done = saved::load(&last, &burn::tensor::Device::flex()).unwrap();
+    assert!(done.training.is_some());
+    assert!(faceattr::train::run_lock::acquire(&out).is_ok());
+}
+
+/// `faceattr ARGS` under a file-size limit of `kib` KiB, as a full disk behaves: writes past it
+/// fail with EFBIG (SIGXFSZ ignored, as a full disk sends no signal).
+fn faceattr_with_file_limit(args: &[&str], kib: u64) -> std::process::Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_faceattr"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let out = d.path().join("full-disk");
+    let mut a = cli_args(&data, &out);
+    let at = a.iter().position(|s| s == "--epochs").unwrap();
+    a[at + 1] = "1".into();
+    let r = faceattr(&a.iter().map(String::as_str).collect::<Vec<_>>(), None)
+        .wait_with_output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let last = out.join("weights/last.safetensors");
+    let before = std::fs::read(&last).unwrap();
+    let history = std::fs::read(out.join("history.csv")).unwrap();
+    // room for everything but a whole checkpoint
+    let kib = before.len() as u64 / 1024 - 1;
+    let r = faceattr_with_file_limit(
+        &[
+            "train",
+            "--resume",
+            out.to_str().unwrap(),
+            "--epochs-total",
+            "2",
+        ],
+        kib,
+    );
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "the write was meant to fail: {stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert!(stderr.contains("last.safetensors"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        before,
+        "the good checkpoint was replaced"
+    );
+    assert_eq!(std::fs::read(out.join("history.csv")).unwrap(), history);
+    let leftovers: Vec<_> = std::fs::read_dir(out.join("weights"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // with room again, the run resumes from the kept checkpoint
+    let r = faceattr(
+        &[
+            "train",
+            "--resume",
+            out.to_str().unwrap(),
+            "--epochs-total",
+            "2",
+        ],
+        None,
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }

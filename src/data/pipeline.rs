@@ -83,7 +83,20 @@ impl Pipeline {
                 let chunks = &chunks;
                 scope.spawn(move || {
                     for chunk in chunks.iter().skip(w).step_by(workers) {
-                        let prepared = self.prepare(samples, chunk, log);
+                        // A panic while preparing (decoders are contained already) stops the
+                        // pass with an error naming the batch, instead of killing the process.
+                        let prepared = crate::panics::contained(|| {
+                            self.prepare(samples, chunk, log)
+                        })
+                        .unwrap_or_else(|msg| {
+                            let first = chunk.first().map(|&i| samples[i].path.clone());
+                            Err(DataError::Invalid {
+                                path: first.unwrap_or_default(),
+                                reason: format!(
+                                    "preparing the batch that starts with this image failed ({msg})"
+                                ),
+                            })
+                        });
                         let stop = prepared.is_err();
                         if tx.send(prepared).is_err() || stop {
                             return; // consumer gone, or the pass is over
@@ -103,7 +116,14 @@ impl Pipeline {
                         }
                     }
                     Ok(Err(e)) => return Err(e.into()),
-                    Err(_) => break,
+                    // every worker sends its batches or an error before it ends
+                    Err(_) => {
+                        return Err(DataError::Invalid {
+                            path: Default::default(),
+                            reason: format!("a decoding worker ended before batch {b}"),
+                        }
+                        .into());
+                    }
                 }
             }
             Ok(stats)

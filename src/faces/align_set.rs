@@ -293,9 +293,15 @@ fn write_crop(path: &Path, img: &RgbImage, format: CropFormat) -> Result<(), Dat
         path: path.to_path_buf(),
         reason: format!("encoding the crop: {e}"),
     })?;
+    // A crop is whole or absent: written beside its name, then renamed (a full disk leaves
+    // no partial crop and no temporary file). Not fsynced: a crop is cheap to redo.
     let tmp = path.with_extension(format!("{}.tmp", format.extension()));
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::write(&tmp, &bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(e)
+        })
 }
 
 fn write_faces_csv(path: &Path, rows: &[CropRow]) -> Result<(), DataError> {

@@ -4,3 +4,4 @@
 pub mod charts;
 pub mod font;
 pub mod plot;
+pub mod png;

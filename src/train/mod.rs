@@ -5,6 +5,7 @@ pub mod adam;
 pub mod cache;
 pub mod config;
 pub mod history;
+pub mod interrupt;
 pub mod loss;
 pub mod run_lock;
 pub mod step;

@@ -54,6 +54,17 @@ pub enum TrainError {
         loss: f32,
         best: PathBuf,
     },
+    #[error(
+        "interrupted in epoch {epoch}; nothing is half-written: {}. Resume with `faceattr train --resume {}`",
+        match done { 0 => "no epoch was finished".to_string(), d => format!("{} holds epoch {d}", last.display()) },
+        run.display()
+    )]
+    Interrupted {
+        epoch: usize,
+        done: usize,
+        last: PathBuf,
+        run: PathBuf,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -319,6 +330,13 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
     );
     let mut stopped_early = false;
 
+    super::interrupt::watch();
+    let interrupted = |epoch: usize, done: usize| TrainError::Interrupted {
+        epoch,
+        done,
+        last: run.last(),
+        run: run.0.clone(),
+    };
     for epoch in state.epoch + 1..=args.epochs {
         let t_epoch = Instant::now();
         let order = epoch_order(train_set.samples.len(), state.seed, epoch as u64, true);
@@ -348,6 +366,9 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
                 .as_ref()
                 .ok_or_else(|| TrainError::Config("cache missing".into()))?;
             for chunk in order.chunks(args.batch.max(1)) {
+                if super::interrupt::requested() {
+                    return Err(interrupted(epoch, state.epoch));
+                }
                 let idx: Vec<usize> = chunk
                     .iter()
                     .copied()
@@ -371,6 +392,9 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
                 &order,
                 &bad_log,
                 |b: Batch| -> Result<(), TrainError> {
+                    if super::interrupt::requested() {
+                        return Err(interrupted(epoch, state.epoch));
+                    }
                     let x = batch_tensor(&b, &spec, &device);
                     let prefix = model.frozen_prefix(x);
                     if let Some((cache, _)) = caches.as_mut() {

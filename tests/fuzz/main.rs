@@ -246,7 +246,7 @@ fn targets() -> Vec<Target> {
             share: 1.0,
         },
         Target {
-            name: "images (12 formats)",
+            name: "images (10 formats)",
             ext: "img",
             seeds: image_seeds(),
             read: Box::new(|p| {
