@@ -76,7 +76,7 @@ impl Backend {
 /// A GPU device, started and checked with one small operation read back: burn's GPU
 /// runtimes start lazily and panic from inside when no adapter or driver can be had, so the
 /// first use happens here, where that panic becomes a clear error.
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
+#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
 fn probed(
     backend: Backend,
     make: impl FnOnce() -> Device,
@@ -86,7 +86,7 @@ fn probed(
     let result = crate::panics::contained(|| {
         let device = make();
         let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &device);
-        let sum: Vec<f32> = t.sum().into_data().to_vec().unwrap_or_default();
+        let sum = crate::model::layers::values(&t.sum());
         (device, sum)
     });
     match result {
@@ -101,5 +101,29 @@ fn probed(
             reason,
             hint,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_that_panics_on_first_use_is_a_clear_error() {
+        // what cubecl does when no adapter can be had
+        let err = probed(
+            Backend::Wgpu,
+            || panic!("Unable to acquire wgpu device: AdapterUnavailable"),
+            "Check the driver.",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("backend 'Wgpu' could not start a device"),
+            "{err}"
+        );
+        assert!(err.contains("AdapterUnavailable"), "{err}");
+        assert!(err.contains("--backend flex"), "{err}");
+        assert!(probed(Backend::Flex, Device::flex, "").is_ok());
     }
 }

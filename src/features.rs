@@ -1,58 +1,16 @@
 //! Pooled VGG16 features for image files: decode in parallel, resize if needed, preprocess,
 //! run the base in batches. A file that cannot be decoded gets its own error; the rest go on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::data::decode::{DecodeError, Decoding, decode_rgb_as};
+use crate::data::decode::DecodeError;
 use crate::model::layers::values;
 use crate::model::vgg16::Vgg16;
-use crate::preprocess::{Interpolation, Preprocessing, resize};
-
-/// How images become input tensors.
-#[derive(Debug, Clone, Copy)]
-pub struct InputSpec {
-    pub height: usize,
-    pub width: usize,
-    pub preprocessing: Preprocessing,
-    pub interpolation: Interpolation,
-    pub pixel_limit: u64,
-    /// EXIF orientation and alpha: faceattr's way or Keras'.
-    pub decoding: Decoding,
-}
-
-impl InputSpec {
-    /// Decodes and resizes one file.
-    pub fn load(&self, path: &Path) -> Result<RgbImage, DecodeError> {
-        Ok(self.frame_whole(decode_rgb_as(path, self.pixel_limit, self.decoding)?))
-    }
-
-    /// A decoded image, whole, at the input size.
-    pub fn frame_whole(&self, img: RgbImage) -> RgbImage {
-        resize(
-            img,
-            self.width as u32,
-            self.height as u32,
-            self.interpolation,
-        )
-    }
-
-    /// A preprocessed NCHW batch from images already at the input size.
-    pub fn batch(&self, images: &[RgbImage], device: &Device) -> Tensor<4> {
-        let plane = 3 * self.height * self.width;
-        let mut data = vec![0.0f32; images.len() * plane];
-        data.par_chunks_mut(plane)
-            .zip(images.par_iter())
-            .for_each(|(out, img)| self.preprocessing.write_chw(img, out));
-        Tensor::from_data(
-            TensorData::new(data, [images.len(), 3, self.height, self.width]),
-            device,
-        )
-    }
-}
+use crate::preprocess::InputSpec;
 
 /// One image's features, or why it could not be read.
 pub struct ImageFeatures {

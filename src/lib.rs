@@ -8,6 +8,7 @@
 //! - [`train`]: Adam, the loss and the optimisation step.
 //! - [`features`]: pooled base features for images (what `faceattr features` prints).
 
+pub mod atomic_file;
 pub mod cli;
 pub mod data;
 pub mod device;

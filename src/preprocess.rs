@@ -3,8 +3,14 @@
 //! torchvision's and timm's expect `torch` (RGB/255, normalised by ImageNet mean and std).
 //! The choice is recorded in every saved model so prediction can never use the wrong one.
 
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::data::decode::{DecodeError, Decoding, decode_rgb_as};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +43,48 @@ pub enum Framing {
     Whole,
     /// Faces aligned as CelebA's aligned set: CelebA from `data celeba`, or `faces align`.
     CelebaAligned,
+}
+
+/// How images become input tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct InputSpec {
+    pub height: usize,
+    pub width: usize,
+    pub preprocessing: Preprocessing,
+    pub interpolation: Interpolation,
+    pub pixel_limit: u64,
+    /// EXIF orientation and alpha: faceattr's way or Keras'.
+    pub decoding: Decoding,
+}
+
+impl InputSpec {
+    /// Decodes and resizes one file.
+    pub fn load(&self, path: &Path) -> Result<RgbImage, DecodeError> {
+        Ok(self.frame_whole(decode_rgb_as(path, self.pixel_limit, self.decoding)?))
+    }
+
+    /// A decoded image, whole, at the input size.
+    pub fn frame_whole(&self, img: RgbImage) -> RgbImage {
+        resize(
+            img,
+            self.width as u32,
+            self.height as u32,
+            self.interpolation,
+        )
+    }
+
+    /// A preprocessed NCHW batch from images already at the input size.
+    pub fn batch(&self, images: &[RgbImage], device: &Device) -> Tensor<4> {
+        let plane = 3 * self.height * self.width;
+        let mut data = vec![0.0f32; images.len() * plane];
+        data.par_chunks_mut(plane)
+            .zip(images.par_iter())
+            .for_each(|(out, img)| self.preprocessing.write_chw(img, out));
+        Tensor::from_data(
+            TensorData::new(data, [images.len(), 3, self.height, self.width]),
+            device,
+        )
+    }
 }
 
 const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
@@ -125,6 +173,27 @@ fn resize_nearest_pil(img: &RgbImage, width: u32, height: u32) -> RgbImage {
         }
     }
     out
+}
+
+/// Parses `218x178` (height x width).
+pub fn parse_input_size(s: &str) -> Result<(usize, usize), String> {
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("'{s}' is not HEIGHTxWIDTH, e.g. 218x178"))?;
+    let h: usize = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in '{s}'"))?;
+    let w: usize = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in '{s}'"))?;
+    if h < 32 || w < 32 {
+        return Err(format!(
+            "input {h}x{w} is too small: VGG16's five pools need at least 32x32"
+        ));
+    }
+    Ok((h, w))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use faceattr::data::decode::{
 use faceattr::data::inspect::inspect;
 use faceattr::data::pipeline::{Pipeline, epoch_order};
 use faceattr::data::{DataError, LabeledSet};
-use faceattr::features::InputSpec;
+use faceattr::preprocess::InputSpec;
 use faceattr::preprocess::{Interpolation, Preprocessing};
 use image::{DynamicImage, ImageBuffer, ImageEncoder, ImageFormat, Luma, LumaA, Rgb, Rgba};
 

@@ -6,9 +6,9 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::*;
-use faceattr::features::InputSpec;
 use faceattr::model::layers::values;
 use faceattr::model::{Classifier, Conventions, ModelSpec, TrainableFrom};
+use faceattr::preprocess::InputSpec;
 use faceattr::preprocess::{Interpolation, Preprocessing};
 use faceattr::train::{Adam, train_step};
 

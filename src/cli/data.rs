@@ -38,7 +38,7 @@ pub struct SynthArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [100, 20, 20])]
     pub per_class: Vec<usize>,
     /// Image size HEIGHTxWIDTH, as everywhere in faceattr (CelebA's aligned crops: 218x178).
-    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub size: (usize, usize),
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

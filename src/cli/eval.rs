@@ -93,9 +93,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     });
     std::fs::create_dir_all(&out)?;
     let json = serde_json::to_string_pretty(&r)?;
-    saved::write_atomic(&out.join("report.json"), json.as_bytes())?;
+    crate::atomic_file::write(&out.join("report.json"), json.as_bytes())?;
     let card_text = card::render(&loaded.meta, Some(&r), Some(&a.data.display().to_string()));
-    saved::write_atomic(&out.join("card.md"), card_text.as_bytes())?;
+    crate::atomic_file::write(&out.join("card.md"), card_text.as_bytes())?;
     let mut drawn = vec![
         (
             "confusion_matrix.png",

@@ -101,7 +101,7 @@ pub struct AlignArgs {
     #[arg(long, value_enum, default_value_t = Multiple::Largest)]
     pub multiple: Multiple,
     /// Crop size HEIGHTxWIDTH; other sizes than CelebA's scale its template.
-    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub size: (usize, usize),
     #[arg(long, value_enum, default_value_t = CropFormat::Jpg)]
     pub format: CropFormat,
@@ -181,7 +181,7 @@ pub fn save_annotated(dir: &Path, stem: &str, img: &image::RgbImage) -> anyhow::
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 92)
         .encode_image(img)
         .with_context(|| format!("encoding {}", path.display()))?;
-    crate::model::saved::write_atomic(&path, &bytes)
+    crate::atomic_file::write(&path, &bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }

@@ -7,8 +7,9 @@ use clap::Args;
 
 use crate::data::decode::DEFAULT_PIXEL_LIMIT;
 use crate::device::Backend;
-use crate::features::{InputSpec, extract};
+use crate::features::extract;
 use crate::model::vgg16::Vgg16;
+use crate::preprocess::InputSpec;
 use crate::preprocess::{Interpolation, Preprocessing};
 
 #[derive(Args, Debug)]
@@ -23,7 +24,7 @@ pub struct FeaturesArgs {
     #[arg(long)]
     pub preprocess: Option<Preprocessing>,
     /// Input size HEIGHTxWIDTH; other images are resized.
-    #[arg(long, default_value = "218x178", value_parser = super::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub input: (usize, usize),
     #[arg(long, value_enum, default_value_t = Interpolation::Nearest)]
     pub interpolation: Interpolation,

@@ -74,24 +74,3 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(c) => bench::run(c),
     }
 }
-
-/// Parses `218x178` (height x width).
-pub fn parse_input_size(s: &str) -> Result<(usize, usize), String> {
-    let (h, w) = s
-        .split_once(['x', 'X'])
-        .ok_or_else(|| format!("'{s}' is not HEIGHTxWIDTH, e.g. 218x178"))?;
-    let h: usize = h
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad height in '{s}'"))?;
-    let w: usize = w
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad width in '{s}'"))?;
-    if h < 32 || w < 32 {
-        return Err(format!(
-            "input {h}x{w} is too small: VGG16's five pools need at least 32x32"
-        ));
-    }
-    Ok((h, w))
-}

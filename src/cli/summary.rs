@@ -18,7 +18,7 @@ pub struct SummaryArgs {
     #[arg(long, default_value = "none")]
     pub weights: String,
     /// Input size HEIGHTxWIDTH.
-    #[arg(long, default_value = "218x178", value_parser = super::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub input: (usize, usize),
     /// First trainable layer: all, head, block1..block5 or a layer name such as block5_conv2.
     #[arg(long, default_value = "block5")]

@@ -32,7 +32,7 @@ pub fn write(dir: &Path, info: &DatasetInfo) -> Result<(), DataError> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    crate::model::saved::write_atomic(&path, text.as_bytes())
+    crate::atomic_file::write(&path, text.as_bytes())
         .map_err(|source| DataError::Io { path, source })
 }
 

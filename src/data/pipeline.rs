@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 
 use super::bad::{BadImageLog, BadImagePolicy};
 use super::{DataError, Sample};
-use crate::features::InputSpec;
+use crate::preprocess::InputSpec;
 
 /// A preprocessed batch, NCHW, of the samples that decoded.
 pub struct Batch {

@@ -1,7 +1,9 @@
 //! A small generated two-class image set for the demo and the tests: a soft ellipse ("face")
 //! on a noisy background, whose colour is warm for one class and cool for the other. Hues,
-//! sizes, positions and backgrounds vary per image and the two colour ranges overlap a
-//! little, so the task is easy but not trivial. Everything is drawn from a seed.
+//! sizes, positions and backgrounds vary per image; the dominant channel of one class and the
+//! weak one of the other are 20 levels apart, so every image has a right answer (an earlier
+//! version let them overlap: about 4 % of images were ambiguous, which capped the demo's test
+//! accuracy near 95 % and made its validation curve jump). Everything is drawn from a seed.
 
 use std::path::{Path, PathBuf};
 
@@ -23,10 +25,10 @@ pub fn image(label: usize, width: u32, height: u32, rng: &mut impl Rng) -> RgbIm
         rng.random_range(0.25..0.38) * width as f32,
         rng.random_range(0.28..0.4) * height as f32,
     );
-    // warm: red dominant; cool: blue dominant; a slight overlap in the middle
+    // warm: red dominant; cool: blue dominant; strong 160..250 and weak 50..140 never meet
     let t: f32 = rng.random_range(0.0..1.0);
-    let strong = 150.0 + 100.0 * t;
-    let weak = 60.0 + 120.0 * rng.random_range(0.0..1.0f32);
+    let strong = 160.0 + 90.0 * t;
+    let weak = 50.0 + 90.0 * rng.random_range(0.0..1.0f32);
     let green = rng.random_range(60.0..170.0f32);
     let face = if label == 1 {
         [strong, green, weak]

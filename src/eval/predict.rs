@@ -10,9 +10,9 @@ use rayon::prelude::*;
 use crate::data::bad::BadImage;
 use crate::data::decode::{DEFAULT_PIXEL_LIMIT, DecodeError, decode_rgb_as};
 use crate::faces::{Face, FaceCrop, FaceCropper};
-use crate::features::InputSpec;
 use crate::model::Classifier;
 use crate::model::layers::values;
+use crate::preprocess::InputSpec;
 
 pub struct Prediction {
     pub path: PathBuf,

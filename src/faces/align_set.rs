@@ -323,7 +323,7 @@ fn write_faces_csv(path: &Path, rows: &[CropRow]) -> Result<(), DataError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    crate::model::saved::write_atomic(path, &bytes).map_err(|source| DataError::Io {
+    crate::atomic_file::write(path, &bytes).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })

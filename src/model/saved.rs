@@ -5,7 +5,6 @@
 //! `optimizer/…` and training state in the same metadata; a checkpoint is also a model.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -61,33 +60,6 @@ impl ModelMeta {
     }
 }
 
-/// Writes `bytes` to `path` so that a crash at any moment leaves either the old file or the
-/// new one whole: a temporary file in the same folder, fsync, rename, fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        // a full disk: the old file stays, and no partial temporary file is left behind
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 /// Serialises named f32 tensors plus string metadata to safetensors bytes.
 pub fn to_safetensors(
     tensors: &[(String, NamedTensor)],
@@ -126,7 +98,7 @@ pub fn save(
     }
     let bytes = to_safetensors(&tensors, md)
         .map_err(|e| WeightsError::malformed(path, "faceattr model", e))?;
-    write_atomic(path, &bytes).map_err(|e| WeightsError::io(path, e))
+    crate::atomic_file::write(path, &bytes).map_err(|e| WeightsError::io(path, e))
 }
 
 /// Largest input side a saved model may ask for (a crafted file must not make every later

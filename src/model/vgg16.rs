@@ -12,21 +12,7 @@ use super::layers::{conv3x3_relu, global_average_pool, max_pool2, tensor1, tenso
 use crate::kernels::conv3x3::ConvShape;
 use crate::weights::{NamedTensor, WeightSet, WeightsError};
 
-pub const CONV_LAYER_NAMES: [&str; 13] = [
-    "block1_conv1",
-    "block1_conv2",
-    "block2_conv1",
-    "block2_conv2",
-    "block3_conv1",
-    "block3_conv2",
-    "block3_conv3",
-    "block4_conv1",
-    "block4_conv2",
-    "block4_conv3",
-    "block5_conv1",
-    "block5_conv2",
-    "block5_conv3",
-];
+pub use crate::weights::CONV_LAYER_NAMES;
 
 /// The real VGG16's output channels per convolution.
 pub const VGG16_WIDTHS: [usize; 13] = [

@@ -42,8 +42,18 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<(), String> {
                 .y_label_area_size(56)
                 .build_cartesian_2d(1.0..epochs, (lo - pad)..(hi + pad))
                 .map_err(|e| e.to_string())?;
+            // epochs are whole numbers: ticks on them only (no "1.5")
+            let whole = |x: &f64| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{}", x.round() as i64)
+                } else {
+                    String::new()
+                }
+            };
             chart
                 .configure_mesh()
+                .x_labels((epochs as usize).clamp(2, 20))
+                .x_label_formatter(&whole)
                 .x_desc("epoch")
                 .y_desc(name)
                 .label_style(("sans-serif", 14))

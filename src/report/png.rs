@@ -50,7 +50,7 @@ impl AtomicPng {
         let mut png = Vec::new();
         img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .map_err(|e| e.to_string())?;
-        crate::model::saved::write_atomic(&self.path, &png)
+        crate::atomic_file::write(&self.path, &png)
             .map_err(|e| format!("{}: {e}", self.path.display()))
     }
 }

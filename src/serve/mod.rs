@@ -114,7 +114,7 @@ pub fn start(config: ServeConfig, on_signals: bool) -> Result<Server, ServeError
         batcher,
         metrics,
         cropper,
-        spec: crate::features::InputSpec {
+        spec: crate::preprocess::InputSpec {
             pixel_limit: config.pixel_limit,
             ..spec
         },

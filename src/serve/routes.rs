@@ -22,8 +22,8 @@ use super::metrics::Metrics;
 use crate::data::decode::{DecodeError, decode_bytes_as};
 use crate::eval::predict::FacesMode;
 use crate::faces::{Face, FaceCropper};
-use crate::features::InputSpec;
 use crate::preprocess::Framing;
+use crate::preprocess::InputSpec;
 
 const PAGE: &str = include_str!("page.html");
 

@@ -65,7 +65,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     pub backend: Backend,
     /// Input size HEIGHTxWIDTH.
-    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub input: (usize, usize),
     /// Preprocessing; defaults to the one the weights were trained with.
     #[arg(long, value_enum)]

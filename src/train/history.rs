@@ -38,5 +38,5 @@ pub fn write_csv(path: &Path, history: &[EpochRecord]) -> std::io::Result<()> {
             r.cached
         ));
     }
-    crate::model::saved::write_atomic(path, out.as_bytes())
+    crate::atomic_file::write(path, out.as_bytes())
 }

@@ -19,7 +19,6 @@ use super::{Adam, train_step_from_prefix};
 use crate::data::bad::BadImageLog;
 use crate::data::pipeline::{Batch, Pipeline, epoch_order};
 use crate::data::{DataError, LabeledSet};
-use crate::features::InputSpec;
 use crate::model::head::Head;
 use crate::model::layers::{tensor2, values};
 use crate::model::saved::{self, ModelMeta};
@@ -27,6 +26,7 @@ use crate::model::summary::summarize;
 use crate::model::vgg16::{VGG16_WIDTHS, Vgg16, spatial_after};
 use crate::model::{Classifier, ModelSpec};
 use crate::preprocess::Framing;
+use crate::preprocess::InputSpec;
 use crate::weights::{NamedTensor, WeightsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +246,7 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
     };
     if !resume {
         let json = serde_json::to_string_pretty(&args).unwrap_or_default();
-        saved::write_atomic(&run.args(), json.as_bytes()).map_err(io_err(&run.args()))?;
+        crate::atomic_file::write(&run.args(), json.as_bytes()).map_err(io_err(&run.args()))?;
         let s = summarize(
             &model.base.widths(),
             model.spec.input_hw,
@@ -254,7 +254,7 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
             model.head.classes(),
             model.spec.trainable,
         );
-        saved::write_atomic(&run.0.join("summary.txt"), s.to_text().as_bytes())
+        crate::atomic_file::write(&run.0.join("summary.txt"), s.to_text().as_bytes())
             .map_err(io_err(&run.0))?;
     } else {
         log.line(&format!(

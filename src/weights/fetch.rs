@@ -183,6 +183,6 @@ pub fn fetch(
             found,
         });
     }
-    std::fs::rename(&part, &target).map_err(io(&target))?;
+    crate::atomic_file::commit(&part, &target).map_err(io(&target))?;
     Ok(target)
 }

@@ -185,6 +185,24 @@ fn read_head(path: &Path) -> Result<Vec<u8>, WeightsError> {
     Ok(buf)
 }
 
+/// VGG16's 13 convolutions under their Keras layer names: the canonical names of every weight
+/// file, and the names `--trainable` and the model use.
+pub const CONV_LAYER_NAMES: [&str; 13] = [
+    "block1_conv1",
+    "block1_conv2",
+    "block2_conv1",
+    "block2_conv2",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "block5_conv1",
+    "block5_conv2",
+    "block5_conv3",
+];
+
 /// torchvision's `features.N` indices of VGG16's 13 convolutions, in Keras layer order.
 pub const TORCHVISION_CONV_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28];
 
@@ -193,7 +211,7 @@ pub const TORCHVISION_CONV_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 17, 1
 pub(crate) fn canonical_from_torch(
     raw: BTreeMap<String, NamedTensor>,
 ) -> BTreeMap<String, NamedTensor> {
-    let layer_names = crate::model::vgg16::CONV_LAYER_NAMES;
+    let layer_names = CONV_LAYER_NAMES;
     let mut out = BTreeMap::new();
     for (key, t) in raw {
         let mut parts = key.splitn(3, '.');

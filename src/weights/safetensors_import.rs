@@ -8,7 +8,6 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::torch_pth::f16_to_f32;
 use super::{NamedTensor, WeightFormat, WeightSet, WeightsError, canonical_from_torch};
 use crate::preprocess::Preprocessing;
 
@@ -48,11 +47,11 @@ pub fn read_all(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, NamedTenso
                 .collect(),
             Dtype::F16 => data
                 .chunks_exact(2)
-                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             Dtype::BF16 => data
                 .chunks_exact(2)
-                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             // Integer bookkeeping such as BatchNorm's num_batches_tracked is not a weight.
             Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL => continue,

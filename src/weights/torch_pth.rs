@@ -98,33 +98,11 @@ impl StorageType {
             StorageType::F64 => {
                 f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
             }
-            StorageType::F16 => f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
-            StorageType::Bf16 => f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16),
+            StorageType::F16 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            StorageType::Bf16 => half::bf16::from_le_bytes([b[0], b[1]]).to_f32(),
             _ => 0.0,
         }
     }
-}
-
-pub(crate) fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h >> 15) as u32) << 31;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let frac = (h & 0x3ff) as u32;
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // subnormal: normalise
-            let mut e = 127 - 15 + 1;
-            let mut f = f;
-            while f & 0x400 == 0 {
-                f <<= 1;
-                e -= 1;
-            }
-            sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
-        }
-        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
-        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// (storage key, element type, element count) from a persistent id
@@ -353,18 +331,4 @@ fn load_legacy(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, NamedTensor
         })
     };
     collect(path, root, &storage_bytes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::f16_to_f32;
-
-    #[test]
-    fn half_floats_convert_exactly() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert!(f16_to_f32(0x7c00).is_infinite());
-        assert_eq!(f16_to_f32(0x3555), 0.33325195);
-    }
 }

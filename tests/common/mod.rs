@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use faceattr::data::decode::DEFAULT_PIXEL_LIMIT;
-use faceattr::features::InputSpec;
+use faceattr::preprocess::InputSpec;
 use faceattr::preprocess::{Interpolation, Preprocessing};
 
 /// `$FACEATTR_FIXTURES`, else `../shared/fixtures` beside the checkout.

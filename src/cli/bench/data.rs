@@ -40,7 +40,7 @@ pub fn run(a: DataBenchArgs) -> anyhow::Result<()> {
         }
     };
     let set = LabeledSet::open(&root)?;
-    let spec = crate::features::InputSpec {
+    let spec = crate::preprocess::InputSpec {
         height: 218,
         width: 178,
         preprocessing: Preprocessing::Caffe,

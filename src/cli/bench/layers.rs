@@ -19,7 +19,7 @@ pub struct LayersBenchArgs {
     #[arg(long, default_value_t = 12)]
     pub batch: usize,
     /// Input size HEIGHTxWIDTH.
-    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub input: (usize, usize),
     /// Timed runs per layer (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 3)]

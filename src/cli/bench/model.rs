@@ -29,7 +29,7 @@ pub struct ModelBenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Input size HEIGHTxWIDTH.
-    #[arg(long, default_value = "218x178", value_parser = crate::cli::parse_input_size)]
+    #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub input: (usize, usize),
     /// Whose convolutions run on the CPU: faceattr's kernels or burn-flex's own.
     #[arg(long, value_enum, default_value_t = Kernels::Faceattr)]
