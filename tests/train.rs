@@ -389,15 +389,30 @@ fn the_decoding_chosen_for_training_is_recorded_and_used_for_inference() {
     assert!(card.contains("as Keras' `load_img` does"), "{card}");
 }
 
+/// `cli_args` with `--epochs` set to `epochs`.
+fn cli_args_epochs(data: &Path, out: &Path, epochs: usize) -> Vec<String> {
+    let mut a = cli_args(data, out);
+    let at = a.iter().position(|s| s == "--epochs").unwrap();
+    a[at + 1] = epochs.to_string();
+    a
+}
+
+/// Temporary files (`*.tmp*`) left in `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect()
+}
+
 #[test]
 fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
     let d = tempfile::tempdir().unwrap();
     let data = dataset(&d.path().join("data"));
     let out = d.path().join("int");
-    let mut a = cli_args(&data, &out);
     // many epochs: the run is still going when the signal lands
-    let at = a.iter().position(|s| s == "--epochs").unwrap();
-    a[at + 1] = "200".into();
+    let a = cli_args_epochs(&data, &out, 200);
     let child = faceattr(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
     let last = out.join("weights/last.safetensors");
     let start = std::time::Instant::now();
@@ -419,11 +434,7 @@ fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
         "{stderr}"
     );
     // nothing half-written: no temporary files, the checkpoint loads, the lock is free
-    let leftovers: Vec<_> = std::fs::read_dir(out.join("weights"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp"))
-        .collect();
+    let leftovers = temporaries(&out.join("weights"));
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let done = saved::load(&last, &burn::tensor::Device::flex()).unwrap();
     assert!(done.training.is_some());
@@ -447,9 +458,7 @@ fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
     let d = tempfile::tempdir().unwrap();
     let data = dataset(&d.path().join("data"));
     let out = d.path().join("full-disk");
-    let mut a = cli_args(&data, &out);
-    let at = a.iter().position(|s| s == "--epochs").unwrap();
-    a[at + 1] = "1".into();
+    let a = cli_args_epochs(&data, &out, 1);
     let r = faceattr(&a.iter().map(String::as_str).collect::<Vec<_>>(), None)
         .wait_with_output()
         .unwrap();
@@ -479,11 +488,7 @@ fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
         "the good checkpoint was replaced"
     );
     assert_eq!(std::fs::read(out.join("history.csv")).unwrap(), history);
-    let leftovers: Vec<_> = std::fs::read_dir(out.join("weights"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp"))
-        .collect();
+    let leftovers = temporaries(&out.join("weights"));
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // with room again, the run resumes from the kept checkpoint
     let r = faceattr(

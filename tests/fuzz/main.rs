@@ -79,8 +79,7 @@ fn weights_reader() -> Reader {
     let device = common::device();
     Box::new(move |p| {
         let ws = faceattr::weights::load(p).map_err(|e| e.to_string())?;
-        faceattr::model::vgg16::Vgg16::from_weights(&ws, &device).map_err(|e| e.to_string())?;
-        Ok(())
+        outcome(faceattr::model::vgg16::Vgg16::from_weights(&ws, &device))
     })
 }
 
@@ -180,146 +179,121 @@ fn image_seeds() -> Vec<Vec<u8>> {
     seeds
 }
 
+impl Target {
+    /// A binary format read by `read`, with the default memory allowance and share of cases.
+    fn new(name: &'static str, ext: &'static str, seeds: Vec<Vec<u8>>, read: Reader) -> Self {
+        Target {
+            name,
+            ext,
+            seeds,
+            read,
+            hostile: None,
+            text: false,
+            bytes_per_byte: 64,
+            share: 1.0,
+        }
+    }
+
+    /// A text format: hostile tokens among the mutations, half the cases.
+    fn text(name: &'static str, ext: &'static str, seed: &[u8], read: Reader) -> Self {
+        Target {
+            text: true,
+            share: 0.5,
+            ..Target::new(name, ext, vec![seed.to_vec()], read)
+        }
+    }
+}
+
+/// A reader's outcome with its value dropped and its error as text.
+fn outcome<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<(), String> {
+    r.map(|_| ()).map_err(|e| e.to_string())
+}
+
 fn targets() -> Vec<Target> {
     let device = common::device();
     let model = std::fs::read(common::tiny_model()).expect("tiny model");
+    let safetensors = vec![
+        fixture("torch/tiny_vgg16.safetensors"),
+        fixture("torch/tiny_vgg16_timm.safetensors"),
+    ];
+    let h5 = vec![
+        fixture("keras/tiny_vgg16_notop.h5"),
+        fixture("keras/tiny_model_full.h5"),
+    ];
+    let attr_list = b"3\n5_o_Clock_Shadow Male Smiling\n000001.jpg -1  1 -1\n000002.jpg  1 -1  1\n000003.jpg -1 -1 -1\n";
     vec![
         Target {
-            name: "PyTorch .pth (zip)",
-            ext: "pth",
-            seeds: vec![fixture("torch/tiny_vgg16.pth")],
-            read: weights_reader(),
             hostile: Some(hostile_pth),
-            text: false,
-            bytes_per_byte: 64,
-            share: 1.0,
+            ..Target::new(
+                "PyTorch .pth (zip)",
+                "pth",
+                vec![fixture("torch/tiny_vgg16.pth")],
+                weights_reader(),
+            )
         },
+        Target::new(
+            "PyTorch .pth (legacy)",
+            "pth",
+            vec![fixture("torch/tiny_vgg16_legacy.pth")],
+            weights_reader(),
+        ),
         Target {
-            name: "PyTorch .pth (legacy)",
-            ext: "pth",
-            seeds: vec![fixture("torch/tiny_vgg16_legacy.pth")],
-            read: weights_reader(),
-            hostile: None,
-            text: false,
-            bytes_per_byte: 64,
-            share: 1.0,
-        },
-        Target {
-            name: "safetensors",
-            ext: "safetensors",
-            seeds: vec![
-                fixture("torch/tiny_vgg16.safetensors"),
-                fixture("torch/tiny_vgg16_timm.safetensors"),
-            ],
-            read: weights_reader(),
             hostile: Some(hostile::safetensors),
-            text: false,
-            bytes_per_byte: 64,
-            share: 1.0,
+            ..Target::new("safetensors", "safetensors", safetensors, weights_reader())
         },
         Target {
-            name: "Keras HDF5",
-            ext: "h5",
-            seeds: vec![
-                fixture("keras/tiny_vgg16_notop.h5"),
-                fixture("keras/tiny_model_full.h5"),
-            ],
-            read: weights_reader(),
-            hostile: None,
-            text: false,
             // deflate-compressed datasets may expand 1032 times, 4 bytes an element
             bytes_per_byte: 4 * 1032 + 64,
-            share: 1.0,
+            ..Target::new("Keras HDF5", "h5", h5, weights_reader())
         },
+        Target::new(
+            "faceattr model / checkpoint",
+            "safetensors",
+            vec![model],
+            Box::new(move |p| outcome(faceattr::model::saved::load(p, &device))),
+        ),
         Target {
-            name: "faceattr model / checkpoint",
-            ext: "safetensors",
-            seeds: vec![model],
-            read: Box::new(move |p| {
-                faceattr::model::saved::load(p, &device)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
-            hostile: None,
-            text: false,
-            bytes_per_byte: 64,
-            share: 1.0,
-        },
-        Target {
-            name: "images (10 formats)",
-            ext: "img",
-            seeds: image_seeds(),
-            read: Box::new(|p| {
-                faceattr::data::decode::decode_rgb(p, 4_000_000)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
-            hostile: None,
-            text: false,
-            // a header may declare up to the 4 Mpx limit, decoded at up to 16 bytes a pixel
-            bytes_per_byte: 64,
             share: 2.0,
+            ..Target::new(
+                "images (10 formats)",
+                "img",
+                image_seeds(),
+                Box::new(|p| outcome(faceattr::data::decode::decode_rgb(p, 4_000_000))),
+            )
         },
-        Target {
-            name: "CSV manifest",
-            ext: "csv",
-            seeds: vec![b"path,label\na.jpg,female\nsub/b.png,male\n\"c,d.jpg\",female\n".to_vec()],
-            read: Box::new(|p| {
-                faceattr::data::manifest::read(p)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+        Target::text(
+            "CSV manifest",
+            "csv",
+            b"path,label\na.jpg,female\nsub/b.png,male\n\"c,d.jpg\",female\n",
+            Box::new(|p| outcome(faceattr::data::manifest::read(p))),
+        ),
+        Target::text(
+            "CelebA list_attr_celeba.txt",
+            "txt",
+            attr_list,
+            Box::new(|p| {
+                outcome(faceattr::data::celeba::read_attribute(
+                    p,
+                    "Male",
+                    &mut Vec::new(),
+                ))
             }),
-            hostile: None,
-            text: true,
-            bytes_per_byte: 64,
-            share: 0.5,
-        },
+        ),
+        Target::text(
+            "CelebA list_eval_partition.txt",
+            "txt",
+            b"000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n",
+            Box::new(|p| outcome(faceattr::data::celeba::read_partition(p, &mut Vec::new()))),
+        ),
         Target {
-            name: "CelebA list_attr_celeba.txt",
-            ext: "txt",
-            seeds: vec![
-                b"3\n5_o_Clock_Shadow Male Smiling\n000001.jpg -1  1 -1\n000002.jpg  1 -1  1\n000003.jpg -1 -1 -1\n"
-                    .to_vec(),
-            ],
-            read: Box::new(|p| {
-                let mut problems = Vec::new();
-                faceattr::data::celeba::read_attribute(p, "Male", &mut problems)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
-            hostile: None,
-            text: true,
-            bytes_per_byte: 64,
-            share: 0.5,
-        },
-        Target {
-            name: "CelebA list_eval_partition.txt",
-            ext: "txt",
-            seeds: vec![b"000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n".to_vec()],
-            read: Box::new(|p| {
-                let mut problems = Vec::new();
-                faceattr::data::celeba::read_partition(p, &mut problems)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
-            hostile: None,
-            text: true,
-            bytes_per_byte: 64,
-            share: 0.5,
-        },
-        Target {
-            name: "YuNet ONNX (--detector)",
-            ext: "onnx",
-            seeds: vec![faceattr::faces::yunet::EMBEDDED.to_vec()],
-            read: Box::new(|p| {
-                faceattr::faces::yunet::Yunet::from_file(p)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
-            hostile: None,
-            text: false,
             bytes_per_byte: 256,
             share: 0.1,
+            ..Target::new(
+                "YuNet ONNX (--detector)",
+                "onnx",
+                vec![faceattr::faces::yunet::EMBEDDED.to_vec()],
+                Box::new(|p| outcome(faceattr::faces::yunet::Yunet::from_file(p))),
+            )
         },
     ]
 }
