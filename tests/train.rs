@@ -505,3 +505,67 @@ fn a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint() {
     .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
+
+#[test]
+fn bn_recalibration_sets_the_moving_statistics_to_the_training_sets() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(&d.path().join("data"));
+    let mut a = args(&data, &d.path().join("bn"));
+    a.epochs = 2;
+    a.bn_recalibrate = true;
+    train(a, false, true).unwrap();
+    let device = burn::tensor::Device::flex();
+    let loaded = saved::load(&d.path().join("bn/weights/last.safetensors"), &device).unwrap();
+    let model = &loaded.model;
+    // the head's inputs for every training image, recomputed from the files
+    let set = faceattr::data::LabeledSet::open(&data.join("train")).unwrap();
+    let spec = faceattr::eval::predict::input_spec(model);
+    let images: Vec<_> = set
+        .samples
+        .iter()
+        .map(|s| spec.load(&s.path).unwrap())
+        .collect();
+    let prefix = model.frozen_prefix(spec.batch(&images, &device));
+    let h = burn_values(&model.head.bn_inputs(model.features_from_prefix(prefix)));
+    let n = model.head.hidden();
+    let rows = h.len() / n;
+    let mean: Vec<f64> = (0..n)
+        .map(|j| h.iter().skip(j).step_by(n).map(|&v| v as f64).sum::<f64>() / rows as f64)
+        .collect();
+    let unbiased = model.spec.conventions.bn_unbiased_moving_variance();
+    let var: Vec<f64> = (0..n)
+        .map(|j| {
+            let ss: f64 = h
+                .iter()
+                .skip(j)
+                .step_by(n)
+                .map(|&v| (v as f64 - mean[j]).powi(2))
+                .sum();
+            ss / if unbiased { rows - 1 } else { rows } as f64
+        })
+        .collect();
+    let t = model.head.named_tensors();
+    let get = |name: &str| t.iter().find(|(k, _)| k == name).unwrap().1.data.clone();
+    let (mm, mv) = (
+        get("batch_normalization.moving_mean"),
+        get("batch_normalization.moving_variance"),
+    );
+    for j in 0..n {
+        assert!(
+            (mm[j] as f64 - mean[j]).abs() < 1e-4,
+            "mean {j}: {} vs {}",
+            mm[j],
+            mean[j]
+        );
+        assert!(
+            (mv[j] as f64 - var[j]).abs() < 1e-4 * (1.0 + var[j]),
+            "var {j}: {} vs {}",
+            mv[j],
+            var[j]
+        );
+    }
+}
+
+fn burn_values(t: &burn::tensor::Tensor<2>) -> Vec<f32> {
+    faceattr::model::layers::values(t)
+}

@@ -57,6 +57,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     args.seed = a.seed;
     args.backend = a.backend;
     args.cache_memory = 1024;
+    // 27 steps an epoch are too few for BatchNorm's momentum 0.99 to settle (README, Demo)
+    args.bn_recalibrate = true;
     train(args, false, false)?;
 
     let device = a.backend.device()?;

@@ -76,12 +76,17 @@ impl Classifier {
             .forward_convs(x, 0..self.spec.trainable.first_conv())
     }
 
-    /// Inference-mode logits from a frozen-prefix output.
-    pub fn logits_from_prefix(&self, prefix: Tensor<4>) -> Tensor<2> {
-        let feats = super::layers::global_average_pool(
+    /// Pooled base features [N, channels] from a frozen-prefix output.
+    pub fn features_from_prefix(&self, prefix: Tensor<4>) -> Tensor<2> {
+        super::layers::global_average_pool(
             self.base
                 .forward_convs(prefix, self.spec.trainable.first_conv()..13),
-        );
+        )
+    }
+
+    /// Inference-mode logits from a frozen-prefix output.
+    pub fn logits_from_prefix(&self, prefix: Tensor<4>) -> Tensor<2> {
+        let feats = self.features_from_prefix(prefix);
         self.head.logits_inference(feats, self.spec.conventions)
     }
 }

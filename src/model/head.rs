@@ -127,6 +127,17 @@ impl Head {
         (dense(h, &self.out_w, &self.out_b), stats)
     }
 
+    /// What BatchNorm normalises: relu(dense(features)), [N, hidden].
+    pub fn bn_inputs(&self, features: Tensor<2>) -> Tensor<2> {
+        relu(dense(features, &self.dense_w, &self.dense_b))
+    }
+
+    /// Replaces the moving statistics (see `train --bn-recalibrate`).
+    pub fn set_moving_stats(&mut self, mean: Tensor<1>, var: Tensor<1>) {
+        self.moving_mean = mean;
+        self.moving_var = var;
+    }
+
     /// Moves the moving averages towards a batch's statistics.
     pub fn update_moving_stats(&mut self, stats: &BatchStats, conv: Conventions) {
         let f = conv.bn_update_fraction();

@@ -424,6 +424,19 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
             });
         }
 
+        if args.bn_recalibrate {
+            match caches.as_ref() {
+                Some((cache, _)) if all_cached(cache, &order, &bad_train) => {
+                    let kept: Vec<usize> = order
+                        .iter()
+                        .copied()
+                        .filter(|i| !bad_train.contains(i))
+                        .collect();
+                    recalibrate_bn(&mut model, cache, &kept, args.batch, &device);
+                }
+                _ => log.line("--bn-recalibrate needs the feature cache; skipped this epoch"),
+            }
+        }
         let (val_loss, val_acc) = validate(
             &model,
             &valid_set,
@@ -603,6 +616,53 @@ fn model_prefix_dims(model: &Classifier) -> [usize; 3] {
         h,
         w,
     ]
+}
+
+/// Sets the head's BatchNorm moving statistics to the mean and variance of its inputs over
+/// `samples` (cached prefixes), under the current weights: what the moving averages would
+/// reach if the weights stopped changing. The variance is unbiased where the conventions'
+/// moving variance is.
+fn recalibrate_bn(
+    model: &mut Classifier,
+    cache: &FeatureCache,
+    samples: &[usize],
+    batch: usize,
+    device: &Device,
+) {
+    let n = model.head.hidden();
+    let (mut sum, mut sq) = (vec![0.0f64; n], vec![0.0f64; n]);
+    for chunk in samples.chunks(batch.max(1)) {
+        let prefix = from_cache(cache, chunk, model_prefix_dims(model), device);
+        let h = values(&model.head.bn_inputs(model.features_from_prefix(prefix)));
+        for row in h.chunks(n) {
+            for (j, &v) in row.iter().enumerate() {
+                sum[j] += v as f64;
+                sq[j] += v as f64 * v as f64;
+            }
+        }
+    }
+    let count = samples.len() as f64;
+    if count < 2.0 {
+        return;
+    }
+    let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
+    let unbiased = model.spec.conventions.bn_unbiased_moving_variance();
+    let var: Vec<f32> = sum
+        .iter()
+        .zip(&sq)
+        .map(|(s, q)| {
+            let biased = (q / count - (s / count).powi(2)).max(0.0);
+            (if unbiased {
+                biased * count / (count - 1.0)
+            } else {
+                biased
+            }) as f32
+        })
+        .collect();
+    model.head.set_moving_stats(
+        crate::model::layers::tensor1(&mean, device),
+        crate::model::layers::tensor1(&var, device),
+    );
 }
 
 fn all_cached(cache: &FeatureCache, order: &[usize], bad: &HashSet<usize>) -> bool {
