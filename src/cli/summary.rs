@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::model::TrainableFrom;
+use crate::model::architecture::VGG16_WIDTHS;
 use crate::model::summary::summarize;
-use crate::model::vgg16::VGG16_WIDTHS;
 
 #[derive(Args, Debug)]
 #[command(

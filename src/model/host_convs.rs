@@ -7,8 +7,8 @@
 
 use burn::tensor::{Device, Tensor};
 
+use super::architecture::{ConvLayer, conv_shapes, pool_after};
 use super::layers::{tensor1, tensor2, tensor4, values};
-use super::vgg16::{ConvLayer, conv_shapes, pool_after};
 use crate::kernels::conv3x3::{self, ConvShape};
 use crate::kernels::{layout, pool};
 

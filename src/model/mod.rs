@@ -1,5 +1,6 @@
 //! The network: VGG16's convolutional base, the reference head, and how they are trained.
 
+pub mod architecture;
 pub mod classifier;
 pub mod conventions;
 pub mod head;

@@ -40,7 +40,7 @@ impl ModelMeta {
         train_images: Option<usize>,
     ) -> Self {
         let first = model.spec.trainable.first_conv();
-        let mut trained: Vec<String> = super::vgg16::CONV_LAYER_NAMES[first..]
+        let mut trained: Vec<String> = super::architecture::CONV_LAYER_NAMES[first..]
             .iter()
             .map(|s| s.to_string())
             .collect();

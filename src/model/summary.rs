@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 
+use super::architecture::{CONV_LAYER_NAMES, pool_after};
 use super::trainable::TrainableFrom;
-use super::vgg16::{CONV_LAYER_NAMES, pool_after};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LayerRow {
@@ -184,7 +184,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::vgg16::VGG16_WIDTHS;
+    use crate::model::architecture::VGG16_WIDTHS;
 
     #[test]
     fn reference_architecture_counts_match_keras() {

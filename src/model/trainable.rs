@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::vgg16::CONV_LAYER_NAMES;
+use super::architecture::CONV_LAYER_NAMES;
 
 /// Index of the first trainable convolution (13 = only the head trains).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,9 +8,9 @@ use burn::tensor::Tensor;
 
 use super::adam::Adam;
 use super::loss::bce_with_logits;
+use crate::model::architecture::{CONV_LAYER_NAMES, pool_after};
 use crate::model::head::{BatchStats, Head};
 use crate::model::layers::{conv3x3_relu, global_average_pool, max_pool2, values};
-use crate::model::vgg16::{CONV_LAYER_NAMES, pool_after};
 use crate::model::{Classifier, host_convs};
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::median_secs;
 use crate::kernels::conv3x3;
 use crate::kernels::{gemm, layout, pool, winograd};
-use crate::model::vgg16::{CONV_LAYER_NAMES, VGG16_WIDTHS, conv_shapes, pool_after};
+use crate::model::architecture::{CONV_LAYER_NAMES, VGG16_WIDTHS, conv_shapes, pool_after};
 
 #[derive(Args, Debug)]
 #[command(

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::median_secs;
 use crate::device::Backend;
+use crate::model::architecture::{VGG16_WIDTHS, conv_shapes};
 use crate::model::head::Head;
 use crate::model::layers::{tensor4, values};
-use crate::model::vgg16::{VGG16_WIDTHS, Vgg16, conv_shapes};
+use crate::model::vgg16::Vgg16;
 use crate::model::{Classifier, Conventions, ModelSpec, TrainableFrom};
 use crate::preprocess::{Interpolation, Preprocessing};
 use crate::train::{Adam, train_step, train_step_from_prefix};
