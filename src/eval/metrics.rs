@@ -167,23 +167,51 @@ pub fn calibration(confidence: &[f64], correct: &[bool], bins: usize) -> (f64, V
     (ece, out)
 }
 
-/// Mean binary cross-entropy of probabilities against one-hot labels (clipped as Keras does).
-pub fn bce(probs: &[Vec<f32>], truth: &[usize]) -> f64 {
+/// Mean binary cross-entropy of the sigmoid outputs against one-hot labels, from the logits
+/// (as tf.keras computes it, exact where a probability would round to 0 or 1): the mean of
+/// max(z, 0) - z*y + ln(1 + exp(-|z|)) over every output of every sample. The one loss figure
+/// of faceattr: history's `val_loss` and `eval`'s `loss` both come from here (training's
+/// gradients use the same formula on tensors, `train::loss`).
+pub fn bce_logits(logits: &[Vec<f32>], truth: &[usize]) -> f64 {
     let mut sum = 0.0f64;
     let mut n = 0usize;
-    for (p, &t) in probs.iter().zip(truth) {
-        for (c, &v) in p.iter().enumerate() {
-            let v = (v as f64).clamp(1e-7, 1.0 - 1e-7);
-            sum -= if c == t { v.ln() } else { (1.0 - v).ln() };
+    for (row, &t) in logits.iter().zip(truth) {
+        for (c, &z) in row.iter().enumerate() {
+            let (z, y) = (z as f64, f64::from(u8::from(c == t)));
+            sum += z.max(0.0) - z * y + (-z.abs()).exp().ln_1p();
             n += 1;
         }
     }
     sum / n.max(1) as f64
 }
 
+/// Per-class sigmoid probabilities of a row of logits.
+pub fn sigmoid(logits: &[f32]) -> Vec<f32> {
+    logits.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bce_from_logits_matches_the_probability_form_and_stays_exact_when_saturated() {
+        let logits = vec![vec![2.0f32, -1.0], vec![-0.5, 0.25]];
+        let truth = [0, 1];
+        let mut want = 0.0f64;
+        for (row, &t) in logits.iter().zip(&truth) {
+            for (c, &z) in row.iter().enumerate() {
+                let p = 1.0 / (1.0 + (-(z as f64)).exp());
+                want -= if c == t { p.ln() } else { (1.0 - p).ln() };
+            }
+        }
+        assert!((bce_logits(&logits, &truth) - want / 4.0).abs() < 1e-12);
+        // a confidently wrong output of logit 40: the loss is 40, where clipping p at
+        // 1 - 1e-7 would give 16.1
+        let l = bce_logits(&[vec![40.0f32]], &[1]);
+        assert!((l - 40.0).abs() < 1e-9, "{l}");
+        assert_eq!(sigmoid(&[0.0])[0], 0.5);
+    }
 
     #[test]
     fn figures_of_a_small_confusion() {

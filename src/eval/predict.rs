@@ -18,6 +18,8 @@ pub struct Prediction {
     pub path: PathBuf,
     /// Sigmoid output per class, in class order; Err if the image could not be read.
     pub probs: Result<Vec<f32>, DecodeError>,
+    /// The logits the probabilities come from (empty when the image could not be read).
+    pub logits: Vec<f32>,
 }
 
 impl Prediction {
@@ -122,17 +124,21 @@ pub fn predict(
         let mut rows = if good.is_empty() {
             Vec::new()
         } else {
-            values(&model.probabilities(spec.batch(&good, device)))
+            values(&model.logits(spec.batch(&good, device)))
                 .chunks(classes)
                 .map(<[f32]>::to_vec)
                 .collect()
         }
         .into_iter();
         for (path, r) in chunk.iter().zip(decoded) {
-            let probs = r.map(|_| rows.next().unwrap_or_default());
+            let logits = match r {
+                Ok(_) => rows.next().unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
             out.push(Prediction {
                 path: path.clone(),
-                probs,
+                probs: r.map(|_| super::metrics::sigmoid(&logits)),
+                logits,
             });
         }
         on_done(chunk.len());
@@ -145,6 +151,8 @@ pub fn predict(
 pub struct FacePrediction {
     pub face: Face,
     pub probs: Vec<f32>,
+    /// The logits the probabilities come from.
+    pub logits: Vec<f32>,
 }
 
 impl FacePrediction {
@@ -219,7 +227,7 @@ pub fn predict_faces(
             .collect();
         let mut rows = Vec::with_capacity(images.len());
         for part in images.chunks(batch.max(1)) {
-            let v = values(&model.probabilities(spec.batch(part, device)));
+            let v = values(&model.logits(spec.batch(part, device)));
             rows.extend(v.chunks(classes).map(<[f32]>::to_vec));
         }
         let mut rows = rows.into_iter();
@@ -228,9 +236,13 @@ pub fn predict_faces(
                 Ok((photo, crops)) => {
                     let faces = crops
                         .iter()
-                        .map(|c| FacePrediction {
-                            face: c.face,
-                            probs: rows.next().unwrap_or_default(),
+                        .map(|c| {
+                            let logits = rows.next().unwrap_or_default();
+                            FacePrediction {
+                                face: c.face,
+                                probs: super::metrics::sigmoid(&logits),
+                                logits,
+                            }
                         })
                         .collect();
                     let p = PhotoPrediction {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde::Serialize;
 
-use super::metrics::{Bin, ClassMetrics, argmax, bce, calibration, compute, roc_auc, roc_curve};
+use super::metrics::{
+    Bin, ClassMetrics, argmax, bce_logits, calibration, compute, roc_auc, roc_curve,
+};
 use super::predict::{predict, predict_faces};
 use crate::data::LabeledSet;
 use crate::data::bad::BadImage;
@@ -65,25 +67,33 @@ fn normalised(p: &[f32]) -> Vec<f64> {
     p.iter().map(|&v| v as f64 / s).collect()
 }
 
-/// Each photo's probabilities: of the whole image, or (with `faces`) of its largest face.
+/// A photo's per-class (probabilities, logits).
+type Outputs = (Vec<f32>, Vec<f32>);
+
+/// Each photo's outputs: of the whole image, or (with `faces`) of its largest face.
 fn photo_probs(
     model: &Classifier,
     paths: &[PathBuf],
     faces: Option<&FaceCropper>,
     device: &Device,
     mut on_done: impl FnMut(usize),
-) -> Vec<Result<Vec<f32>, BadImage>> {
+) -> Vec<Result<Outputs, BadImage>> {
     match faces {
         None => predict(model, paths, 12, device, on_done)
             .into_iter()
-            .map(|p| p.probs.map_err(|e| BadImage::from(&e)))
+            .map(|p| {
+                let logits = p.logits;
+                p.probs
+                    .map(|probs| (probs, logits))
+                    .map_err(|e| BadImage::from(&e))
+            })
             .collect(),
         Some(cropper) => predict_faces(model, cropper, paths, 12, device, |_| on_done(1))
             .into_iter()
             .map(|p| {
                 let r = p.result?;
                 r.largest()
-                    .map(|f| f.probs.clone())
+                    .map(|f| (f.probs.clone(), f.logits.clone()))
                     .ok_or_else(|| BadImage {
                         path: p.path.clone(),
                         reason: "no face found".into(),
@@ -104,13 +114,14 @@ pub fn evaluate(
 ) -> EvalReport {
     let paths: Vec<PathBuf> = set.samples.iter().map(|s| s.path.clone()).collect();
     let preds = photo_probs(model, &paths, faces, device, on_done);
-    let (mut truth, mut probs, mut kept_paths, mut unreadable) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut truth, mut probs, mut logits, mut kept_paths, mut unreadable) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (s, p) in set.samples.iter().zip(preds) {
         match p {
-            Ok(v) => {
+            Ok((p, z)) => {
                 truth.push(s.label);
-                probs.push(v);
+                probs.push(p);
+                logits.push(z);
                 kept_paths.push(s.path.clone());
             }
             Err(bad) => unreadable.push(bad),
@@ -164,7 +175,7 @@ pub fn evaluate(
         confusion: m.confusion,
         roc_auc,
         ece,
-        loss: bce(&probs, &truth),
+        loss: bce_logits(&logits, &truth),
         worst,
         reliability,
         subgroups,

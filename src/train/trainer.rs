@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 use super::cache::FeatureCache;
 use super::config::{CacheMode, TrainArgs};
 use super::history::{self, EpochRecord};
-use super::loss::bce_with_logits;
 use super::{Adam, train_step_from_prefix};
 use crate::data::bad::BadImageLog;
 use crate::data::pipeline::{Batch, Pipeline, epoch_order};
@@ -728,11 +727,11 @@ fn validate(
     let classes = model.head.classes();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
     let mut eval = |prefix: Tensor<4>, labels: &[usize]| {
-        let logits = model.logits_from_prefix(prefix);
-        let y = one_hot(labels, classes, device);
-        let loss = values(&bce_with_logits(logits.clone(), y))[0];
-        loss_sum += loss as f64 * labels.len() as f64;
-        correct += count_correct(&values(&logits), labels, classes);
+        let logits = values(&model.logits_from_prefix(prefix));
+        let rows: Vec<Vec<f32>> = logits.chunks(classes).map(<[f32]>::to_vec).collect();
+        let loss = crate::eval::metrics::bce_logits(&rows, labels);
+        loss_sum += loss * labels.len() as f64;
+        correct += count_correct(&logits, labels, classes);
         seen += labels.len();
     };
     match cache.as_deref_mut() {
