@@ -344,73 +344,30 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
             order.len() as u64,
             &format!("epoch {epoch}/{}", args.epochs),
         );
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut step =
-            |model: &mut Classifier, adam: &mut Adam, prefix: Tensor<4>, labels: &[usize]| {
-                let y = one_hot(labels, model.head.classes(), &device);
-                let out = train_step_from_prefix(model, adam, prefix, y);
-                loss_sum += out.loss as f64 * labels.len() as f64;
-                correct += count_correct(&out.logits, labels, model.head.classes());
-                seen += labels.len();
-                bar.inc(labels.len() as u64);
-                out.loss
-            };
-        let mut worst_loss = 0.0f32;
         let t_train = Instant::now();
-        let mut waited = 0.0;
-        let cached_epoch = caches
-            .as_ref()
-            .is_some_and(|(c, _)| all_cached(c, &order, &bad_train));
-        if cached_epoch {
-            let (cache, _) = caches
-                .as_ref()
-                .ok_or_else(|| TrainError::Config("cache missing".into()))?;
-            for chunk in order.chunks(args.batch.max(1)) {
-                if super::interrupt::requested() {
-                    return Err(interrupted(epoch, state.epoch));
-                }
-                let idx: Vec<usize> = chunk
-                    .iter()
-                    .copied()
-                    .filter(|i| !bad_train.contains(i))
-                    .collect();
-                if idx.is_empty() {
-                    continue;
-                }
-                let labels: Vec<usize> = idx.iter().map(|&i| train_set.samples[i].label).collect();
-                let prefix = from_cache(cache, &idx, model_prefix_dims(&model), &device);
-                let l = step(&mut model, &mut adam, prefix, &labels);
-                if !l.is_finite() {
-                    worst_loss = l;
-                    break;
-                }
-            }
-        } else {
-            let mut delivered: HashSet<usize> = HashSet::new();
-            let stats = pipeline.for_each_batch(
-                &train_set.samples,
-                &order,
-                &bad_log,
-                |b: Batch| -> Result<(), TrainError> {
-                    if super::interrupt::requested() {
-                        return Err(interrupted(epoch, state.epoch));
-                    }
-                    let x = batch_tensor(&b, &spec, &device);
-                    let prefix = model.frozen_prefix(x);
-                    if let Some((cache, _)) = caches.as_mut() {
-                        store(cache, &b.sample_indices, &prefix);
-                    }
-                    delivered.extend(b.sample_indices.iter().copied());
-                    let l = step(&mut model, &mut adam, prefix, &b.labels);
-                    if !l.is_finite() && worst_loss.is_finite() {
-                        worst_loss = l;
-                    }
-                    Ok(())
-                },
-            )?;
-            waited = stats.waited.as_secs_f64();
-            bad_train.extend(order.iter().copied().filter(|i| !delivered.contains(i)));
-        }
+        let feed = Feed {
+            set: &train_set,
+            pipeline: &pipeline,
+            bad_log: &bad_log,
+            device: &device,
+        };
+        let Pass {
+            loss_sum,
+            correct,
+            seen,
+            worst_loss,
+            waited,
+            cached: cached_epoch,
+        } = train_pass(
+            &mut model,
+            &mut adam,
+            caches.as_mut().map(|(t, _)| t),
+            &feed,
+            &order,
+            &mut bad_train,
+            &bar,
+            &|| interrupted(epoch, state.epoch),
+        )?;
         bar.finish_and_clear();
         let train_secs = t_train.elapsed().as_secs_f64();
         if !worst_loss.is_finite() {
@@ -608,6 +565,107 @@ fn build_model(
 }
 
 /// Channels, height and width of the frozen prefix's output: one cache row.
+/// Where a pass's images come from.
+struct Feed<'a> {
+    set: &'a LabeledSet,
+    pipeline: &'a Pipeline,
+    bad_log: &'a BadImageLog,
+    device: &'a Device,
+}
+
+/// What one pass over the training set measured.
+struct Pass {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    /// The first non-finite batch loss, else 0.
+    worst_loss: f32,
+    /// Seconds spent waiting for decoded batches.
+    waited: f64,
+    /// Whether every batch came from the feature cache.
+    cached: bool,
+}
+
+/// One epoch of optimisation steps over `order`: from the feature cache when every image is
+/// in it, else decoded by the pipeline (filling the cache on the way). Images that could not be
+/// read join `bad`. Stops at a non-finite loss, or with `interrupted()` after Ctrl-C.
+#[allow(clippy::too_many_arguments)]
+fn train_pass(
+    model: &mut Classifier,
+    adam: &mut Adam,
+    mut cache: Option<&mut FeatureCache>,
+    feed: &Feed<'_>,
+    order: &[usize],
+    bad: &mut HashSet<usize>,
+    bar: &indicatif::ProgressBar,
+    interrupted: &dyn Fn() -> TrainError,
+) -> Result<Pass, TrainError> {
+    let device = feed.device;
+    let mut pass = Pass {
+        loss_sum: 0.0,
+        correct: 0,
+        seen: 0,
+        worst_loss: 0.0,
+        waited: 0.0,
+        cached: false,
+    };
+    let mut step =
+        |model: &mut Classifier, adam: &mut Adam, prefix: Tensor<4>, labels: &[usize]| {
+            let y = one_hot(labels, model.head.classes(), device);
+            let out = train_step_from_prefix(model, adam, prefix, y);
+            pass.loss_sum += out.loss as f64 * labels.len() as f64;
+            pass.correct += count_correct(&out.logits, labels, model.head.classes());
+            pass.seen += labels.len();
+            bar.inc(labels.len() as u64);
+            if !out.loss.is_finite() && pass.worst_loss.is_finite() {
+                pass.worst_loss = out.loss;
+            }
+            out.loss.is_finite()
+        };
+    match cache.as_deref_mut() {
+        Some(c) if all_cached(c, order, bad) => {
+            pass.cached = true;
+            for chunk in order.chunks(feed.pipeline.batch.max(1)) {
+                if super::interrupt::requested() {
+                    return Err(interrupted());
+                }
+                let idx: Vec<usize> = chunk.iter().copied().filter(|i| !bad.contains(i)).collect();
+                if idx.is_empty() {
+                    continue;
+                }
+                let labels: Vec<usize> = idx.iter().map(|&i| feed.set.samples[i].label).collect();
+                let prefix = from_cache(c, &idx, model_prefix_dims(model), device);
+                if !step(model, adam, prefix, &labels) {
+                    break;
+                }
+            }
+        }
+        _ => {
+            let mut delivered: HashSet<usize> = HashSet::new();
+            let stats = feed.pipeline.for_each_batch(
+                &feed.set.samples,
+                order,
+                feed.bad_log,
+                |b: Batch| -> Result<(), TrainError> {
+                    if super::interrupt::requested() {
+                        return Err(interrupted());
+                    }
+                    let prefix = model.frozen_prefix(batch_tensor(&b, &feed.pipeline.spec, device));
+                    if let Some(c) = cache.as_deref_mut() {
+                        store(c, &b.sample_indices, &prefix);
+                    }
+                    delivered.extend(b.sample_indices.iter().copied());
+                    step(model, adam, prefix, &b.labels);
+                    Ok(())
+                },
+            )?;
+            pass.waited = stats.waited.as_secs_f64();
+            bad.extend(order.iter().copied().filter(|i| !delivered.contains(i)));
+        }
+    }
+    Ok(pass)
+}
+
 fn model_prefix_dims(model: &Classifier) -> [usize; 3] {
     let first = model.spec.trainable.first_conv();
     let (h, w) = spatial_after(model.spec.input_hw, first - usize::from(first > 0));
