@@ -429,34 +429,7 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
             state.best_val_acc = val_acc;
             state.best_val_loss = val_loss;
         }
-        let state_json = serde_json::to_string(&state).unwrap_or_default();
-        let optimizer: Vec<(String, NamedTensor)> = adam
-            .moments
-            .iter()
-            .flat_map(|(name, (m, v))| {
-                [
-                    (
-                        format!("optimizer/m/{name}"),
-                        NamedTensor::new(vec![m.dims()[0]], values(m)),
-                    ),
-                    (
-                        format!("optimizer/v/{name}"),
-                        NamedTensor::new(vec![v.dims()[0]], values(v)),
-                    ),
-                ]
-            })
-            .collect();
-        if improved {
-            saved::save(
-                &run.best(),
-                &model,
-                &meta,
-                Vec::new(),
-                Some(state_json.clone()),
-            )?;
-        }
-        saved::save(&run.last(), &model, &meta, optimizer, Some(state_json))?;
-        history::write_csv(&run.history(), &state.history).map_err(io_err(&run.history()))?;
+        checkpoint(&run, &model, &adam, &meta, &state, improved)?;
         if std::env::var("FACEATTR_TEST_ABORT_AFTER_EPOCH")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
@@ -565,6 +538,47 @@ fn build_model(
 }
 
 /// Channels, height and width of the frozen prefix's output: one cache row.
+/// Writes the epoch's checkpoints and history, each atomically: `best.safetensors` when the
+/// epoch improved, `last.safetensors` (model, Adam moments and step, training state) always,
+/// then `history.csv`.
+fn checkpoint(
+    run: &RunDir,
+    model: &Classifier,
+    adam: &Adam,
+    meta: &ModelMeta,
+    state: &TrainState,
+    improved: bool,
+) -> Result<(), TrainError> {
+    let state_json = serde_json::to_string(state).unwrap_or_default();
+    let optimizer: Vec<(String, NamedTensor)> = adam
+        .moments
+        .iter()
+        .flat_map(|(name, (m, v))| {
+            [
+                (
+                    format!("optimizer/m/{name}"),
+                    NamedTensor::new(vec![m.dims()[0]], values(m)),
+                ),
+                (
+                    format!("optimizer/v/{name}"),
+                    NamedTensor::new(vec![v.dims()[0]], values(v)),
+                ),
+            ]
+        })
+        .collect();
+    if improved {
+        saved::save(
+            &run.best(),
+            model,
+            meta,
+            Vec::new(),
+            Some(state_json.clone()),
+        )?;
+    }
+    saved::save(&run.last(), model, meta, optimizer, Some(state_json))?;
+    history::write_csv(&run.history(), &state.history).map_err(io_err(&run.history()))
+}
+
 /// Where a pass's images come from.
 struct Feed<'a> {
     set: &'a LabeledSet,
