@@ -183,50 +183,9 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
     };
 
     let (mut model, mut adam, mut state, base_weights) = if resume {
-        let loaded = saved::load(&run.last(), &device)?;
-        let state: TrainState = loaded
-            .training
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .ok_or_else(|| {
-                TrainError::Config(format!(
-                    "{}: no training state; cannot resume",
-                    run.last().display()
-                ))
-            })?;
-        let mut adam = Adam::new(args.lr, args.conventions);
-        adam.step = state.adam_step;
-        let mut moments: BTreeMap<String, (Option<NamedTensor>, Option<NamedTensor>)> =
-            BTreeMap::new();
-        for (name, t) in &loaded.tensors {
-            if let Some(rest) = name.strip_prefix("optimizer/m/") {
-                moments.entry(rest.to_string()).or_default().0 = Some(t.clone());
-            } else if let Some(rest) = name.strip_prefix("optimizer/v/") {
-                moments.entry(rest.to_string()).or_default().1 = Some(t.clone());
-            }
-        }
-        for (name, (m, v)) in moments {
-            if let (Some(m), Some(v)) = (m, v) {
-                let t = |x: &NamedTensor| {
-                    Tensor::<1>::from_data(TensorData::new(x.data.clone(), [x.data.len()]), &device)
-                };
-                adam.moments.insert(name, (t(&m), t(&v)));
-            }
-        }
-        let base = loaded.meta.base_weights.clone();
-        (loaded.model, adam, state, base)
+        resume_from(&run, &args, &device)?
     } else {
-        let (model, base) = build_model(&args, &train_set, &device)?;
-        let state = TrainState {
-            epoch: 0,
-            adam_step: 0,
-            seed: args.seed,
-            history: Vec::new(),
-            best_epoch: 0,
-            best_val_acc: -1.0,
-            best_val_loss: f64::INFINITY,
-        };
-        (model, Adam::new(args.lr, args.conventions), state, base)
+        start_fresh(&args, &train_set, &device)?
     };
     if model.spec.class_names != train_set.classes {
         return Err(TrainError::Config(format!(
@@ -477,6 +436,63 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
         skipped: skipped.len(),
         cache_used: caches.is_some(),
     })
+}
+
+/// A model, optimiser and training state, with where the base weights came from.
+type Start = (Classifier, Adam, TrainState, String);
+
+/// The run's last checkpoint: the model, Adam's moments and step, the training state.
+fn resume_from(run: &RunDir, args: &TrainArgs, device: &Device) -> Result<Start, TrainError> {
+    let loaded = saved::load(&run.last(), device)?;
+    let state: TrainState = loaded
+        .training
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| {
+            TrainError::Config(format!(
+                "{}: no training state; cannot resume",
+                run.last().display()
+            ))
+        })?;
+    let mut adam = Adam::new(args.lr, args.conventions);
+    adam.step = state.adam_step;
+    let mut moments: BTreeMap<String, (Option<NamedTensor>, Option<NamedTensor>)> = BTreeMap::new();
+    for (name, t) in &loaded.tensors {
+        if let Some(rest) = name.strip_prefix("optimizer/m/") {
+            moments.entry(rest.to_string()).or_default().0 = Some(t.clone());
+        } else if let Some(rest) = name.strip_prefix("optimizer/v/") {
+            moments.entry(rest.to_string()).or_default().1 = Some(t.clone());
+        }
+    }
+    for (name, (m, v)) in moments {
+        if let (Some(m), Some(v)) = (m, v) {
+            let t = |x: &NamedTensor| {
+                Tensor::<1>::from_data(TensorData::new(x.data.clone(), [x.data.len()]), device)
+            };
+            adam.moments.insert(name, (t(&m), t(&v)));
+        }
+    }
+    let base = loaded.meta.base_weights.clone();
+    Ok((loaded.model, adam, state, base))
+}
+
+/// A new model from `--weights`, a fresh optimiser and an empty history.
+fn start_fresh(
+    args: &TrainArgs,
+    train_set: &LabeledSet,
+    device: &Device,
+) -> Result<Start, TrainError> {
+    let (model, base) = build_model(args, train_set, device)?;
+    let state = TrainState {
+        epoch: 0,
+        adam_step: 0,
+        seed: args.seed,
+        history: Vec::new(),
+        best_epoch: 0,
+        best_val_acc: -1.0,
+        best_val_loss: f64::INFINITY,
+    };
+    Ok((model, Adam::new(args.lr, args.conventions), state, base))
 }
 
 fn build_model(
