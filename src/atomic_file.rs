@@ -7,6 +7,17 @@ use std::path::Path;
 /// Writes `bytes` to `path`: a temporary file in the same folder, fsync, rename, fsync of the
 /// folder.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// As [`write`] without the fsyncs: whole or absent after a crash of the process or a full
+/// disk, but not promised to survive a power cut. For many small files that are cheap to
+/// redo (face crops), where an fsync each would dominate.
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
@@ -16,10 +27,13 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     ));
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()
+        if sync { f.sync_all() } else { Ok(()) }
     });
     match written {
-        Ok(()) => commit(&tmp, path),
+        Ok(()) if sync => commit(&tmp, path),
+        Ok(()) => std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        }),
         Err(e) => {
             // a full disk: the old file stays, and no partial temporary file is left behind
             let _ = std::fs::remove_file(&tmp);

@@ -67,25 +67,20 @@ fn normalised(p: &[f32]) -> Vec<f64> {
     p.iter().map(|&v| v as f64 / s).collect()
 }
 
-/// A photo's per-class (probabilities, logits).
-type Outputs = (Vec<f32>, Vec<f32>);
-
-/// Each photo's outputs: of the whole image, or (with `faces`) of its largest face.
-fn photo_probs(
+/// Each photo's per-class logits: of the whole image, or (with `faces`) of its largest face.
+fn photo_logits(
     model: &Classifier,
     paths: &[PathBuf],
     faces: Option<&FaceCropper>,
     device: &Device,
     mut on_done: impl FnMut(usize),
-) -> Vec<Result<Outputs, BadImage>> {
+) -> Vec<Result<Vec<f32>, BadImage>> {
     match faces {
         None => predict(model, paths, 12, device, on_done)
             .into_iter()
             .map(|p| {
                 let logits = p.logits;
-                p.probs
-                    .map(|probs| (probs, logits))
-                    .map_err(|e| BadImage::from(&e))
+                p.probs.map(|_| logits).map_err(|e| BadImage::from(&e))
             })
             .collect(),
         Some(cropper) => predict_faces(model, cropper, paths, 12, device, |_| on_done(1))
@@ -93,7 +88,7 @@ fn photo_probs(
             .map(|p| {
                 let r = p.result?;
                 r.largest()
-                    .map(|f| (f.probs.clone(), f.logits.clone()))
+                    .map(|f| f.logits.clone())
                     .ok_or_else(|| BadImage {
                         path: p.path.clone(),
                         reason: "no face found".into(),
@@ -113,14 +108,14 @@ pub fn evaluate(
     on_done: impl FnMut(usize),
 ) -> EvalReport {
     let paths: Vec<PathBuf> = set.samples.iter().map(|s| s.path.clone()).collect();
-    let preds = photo_probs(model, &paths, faces, device, on_done);
+    let preds = photo_logits(model, &paths, faces, device, on_done);
     let (mut truth, mut probs, mut logits, mut kept_paths, mut unreadable) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (s, p) in set.samples.iter().zip(preds) {
         match p {
-            Ok((p, z)) => {
+            Ok(z) => {
                 truth.push(s.label);
-                probs.push(p);
+                probs.push(super::metrics::sigmoid(&z));
                 logits.push(z);
                 kept_paths.push(s.path.clone());
             }

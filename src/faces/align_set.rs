@@ -276,9 +276,6 @@ fn write_crop(path: &Path, img: &RgbImage, format: CropFormat) -> Result<(), Dat
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
     let mut bytes = Vec::new();
     let encoded = match format {
         CropFormat::Jpg => {
@@ -293,15 +290,9 @@ fn write_crop(path: &Path, img: &RgbImage, format: CropFormat) -> Result<(), Dat
         path: path.to_path_buf(),
         reason: format!("encoding the crop: {e}"),
     })?;
-    // A crop is whole or absent: written beside its name, then renamed (a full disk leaves
-    // no partial crop and no temporary file). Not fsynced: a crop is cheap to redo.
-    let tmp = path.with_extension(format!("{}.tmp", format.extension()));
-    std::fs::write(&tmp, &bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            io(e)
-        })
+    // Whole or absent (a full disk leaves no partial crop); not fsynced: a crop is cheap to
+    // redo, and an fsync per crop would dominate the run.
+    crate::atomic_file::write_unsynced(path, &bytes).map_err(io)
 }
 
 fn write_faces_csv(path: &Path, rows: &[CropRow]) -> Result<(), DataError> {

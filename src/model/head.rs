@@ -100,7 +100,7 @@ impl Head {
 
     /// Inference: BatchNorm uses the moving statistics. Returns logits [N, classes].
     pub fn logits_inference(&self, features: Tensor<2>, conv: Conventions) -> Tensor<2> {
-        let h = relu(dense(features, &self.dense_w, &self.dense_b));
+        let h = self.bn_inputs(features);
         let n = self.hidden();
         let scale =
             self.gamma.clone() / (self.moving_var.clone().add_scalar(conv.bn_epsilon())).sqrt();
@@ -112,7 +112,7 @@ impl Head {
     /// Training: BatchNorm normalises with the batch mean and biased variance. Returns logits
     /// and the batch statistics (without autodiff) for the moving averages.
     pub fn logits_train(&self, features: Tensor<2>, conv: Conventions) -> (Tensor<2>, BatchStats) {
-        let h = relu(dense(features, &self.dense_w, &self.dense_b));
+        let h = self.bn_inputs(features);
         let [batch, n] = h.dims();
         let mean = h.clone().mean_dim(0);
         let centred = h - mean.clone();

@@ -19,10 +19,6 @@ use crate::preprocess::Preprocessing;
 
 const FORMAT: &str = "Keras HDF5";
 
-/// Deflate, the one filter Keras files use, expands at most about 1032 to 1: no dataset of a
-/// genuine file holds more bytes than this many times the file's length.
-const MAX_EXPANSION: u64 = 1032;
-
 pub fn load(path: &Path) -> Result<WeightSet, WeightsError> {
     let bad = |reason: String| WeightsError::malformed(path, FORMAT, reason);
     let file_len = std::fs::metadata(path)
@@ -52,7 +48,10 @@ pub fn load(path: &Path) -> Result<WeightSet, WeightsError> {
             let n = shape
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .filter(|&n| (n as u64).saturating_mul(4) <= file_len.saturating_mul(MAX_EXPANSION))
+                .filter(|&n| {
+                    (n as u64).saturating_mul(4)
+                        <= file_len.saturating_mul(super::MAX_DEFLATE_EXPANSION)
+                })
                 .ok_or_else(|| {
                     bad(format!(
                         "dataset '{layer}/{weight_name}' declares shape {shape:?}, more than a \

@@ -185,6 +185,10 @@ fn read_head(path: &Path) -> Result<Vec<u8>, WeightsError> {
     Ok(buf)
 }
 
+/// Deflate, the compression zip entries and HDF5 datasets use, expands at most about 1032 to
+/// 1: no genuine file's decompressed data is more than this many times its compressed size.
+pub(crate) const MAX_DEFLATE_EXPANSION: u64 = 1032;
+
 /// VGG16's 13 convolutions under their Keras layer names: the canonical names of every weight
 /// file, and the names `--trainable` and the model use.
 pub const CONV_LAYER_NAMES: [&str; 13] = [

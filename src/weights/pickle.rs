@@ -103,7 +103,7 @@ fn weight(v: &Value) -> usize {
 /// so this recursion is bounded.
 fn depth(v: &Value) -> usize {
     match v {
-        Value::Tuple(items) | Value::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Tuple(items) | Value::List(items) => 1 + deepest(items),
         Value::Dict(pairs) => {
             1 + pairs
                 .iter()
@@ -153,9 +153,7 @@ impl<'a> Unpickler<'a> {
     /// Pushes a value; containers built from stack items are checked for nesting.
     fn push(&mut self, v: Value) -> Result<(), String> {
         self.charge(1)?;
-        if depth(&v) > MAX_DEPTH {
-            return Err(format!("values nest more than {MAX_DEPTH} deep; refused"));
-        }
+        nest_check(depth(&v))?;
         self.stack.push(v);
         Ok(())
     }
@@ -252,10 +250,7 @@ impl<'a> Unpickler<'a> {
                     let v = self.pop()?;
                     return Ok((v, self.pos));
                 }
-                b'(' => {
-                    self.charge(1)?;
-                    self.stack.push(Value::Mark);
-                }
+                b'(' => self.push(Value::Mark)?,
                 b'N' => self.push(Value::None)?,
                 0x88 => self.push(Value::Bool(true))?,
                 0x89 => self.push(Value::Bool(false))?,
@@ -376,7 +371,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
-                    nest_check(1 + items.iter().map(depth).max().unwrap_or(0))?;
+                    nest_check(1 + deepest(&items))?;
                     match self.top()? {
                         Value::List(l) => l.extend(items),
                         _ => return Err("APPENDS to a non-list".into()),
@@ -393,7 +388,7 @@ impl<'a> Unpickler<'a> {
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
-                    nest_check(1 + items.iter().map(depth).max().unwrap_or(0))?;
+                    nest_check(1 + deepest(&items))?;
                     let new = pairs(items)?;
                     match self.top()? {
                         Value::Dict(d) => d.extend(new),
@@ -480,6 +475,11 @@ impl<'a> Unpickler<'a> {
             }
         }
     }
+}
+
+/// The depth of the deepest of `items` (0 for none).
+fn deepest(items: &[Value]) -> usize {
+    items.iter().map(depth).max().unwrap_or(0)
 }
 
 fn nest_check(depth: usize) -> Result<(), String> {

@@ -220,14 +220,17 @@ fn gather(bytes: &[u8], ty: StorageType, t: &TensorRef) -> Result<Vec<f32>, Stri
 }
 
 /// Reads one zip entry whole, refusing one whose declared size its compressed bytes cannot
-/// hold (deflate expands at most about 1032 to 1) and never reading past the declared size.
+/// hold ([`super::MAX_DEFLATE_EXPANSION`]) and never reading past the declared size.
 fn read_entry(
     archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
     name: &str,
 ) -> Result<Vec<u8>, String> {
     let f = archive.by_name(name).map_err(|e| format!("{name}: {e}"))?;
     let size = f.size();
-    if size > f.compressed_size().saturating_mul(1032).saturating_add(64) {
+    let most = f
+        .compressed_size()
+        .saturating_mul(super::MAX_DEFLATE_EXPANSION);
+    if size > most.saturating_add(64) {
         return Err(format!(
             "{name}: declares {size} bytes from {} compressed (a zip bomb?)",
             f.compressed_size()
