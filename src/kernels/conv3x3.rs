@@ -132,8 +132,9 @@ pub fn forward(
 }
 
 /// A kernel made ready for the algorithm that suits its layer: Winograd F(2x2, 3x3) for
-/// every layer but the first (3 channels in) while the image is at least 16x16, im2col
-/// otherwise (block5's 13x11 gives too few tiles to fill Winograd's 16 products).
+/// every layer but the first (3 channels in: too few for Winograd's transforms to pay), an
+/// image at a time where an image fills the products (blocks 1-4), with the tiles of the
+/// whole batch together otherwise (block5's 13x11).
 pub enum Prepared {
     Im2col(Vec<f32>),
     Winograd(Vec<f32>),
@@ -142,10 +143,25 @@ pub enum Prepared {
 impl Prepared {
     /// From an OIHW 3x3 kernel, for inputs of shape `s`.
     pub fn new(weight: &[f32], s: ConvShape) -> Self {
-        if s.cin > 3 && s.h * s.w >= 256 {
+        if uses_winograd(s) {
             Prepared::Winograd(super::winograd::transform_kernel(weight, s.cout, s.cin))
         } else {
             Prepared::Im2col(super::layout::pack_kernel(weight, s.cout, s.cin))
+        }
+    }
+
+    /// The kernel of the input-gradient convolution of a layer of shape `s` (turned 180
+    /// degrees, in and out swapped), prepared the same way, made from this one.
+    pub fn flipped(&self, s: ConvShape) -> Prepared {
+        match self {
+            Prepared::Im2col(k) => {
+                Prepared::Im2col(super::layout::transpose_planes(k, 9, s.cin, s.cout, |t| {
+                    8 - t
+                }))
+            }
+            Prepared::Winograd(u) => {
+                Prepared::Winograd(super::winograd::flip_transformed(u, s.cin, s.cout))
+            }
         }
     }
 
@@ -153,8 +169,25 @@ impl Prepared {
     pub fn forward(&self, x: &[f32], s: ConvShape, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
         match self {
             Prepared::Im2col(k) => forward(x, s, k, bias, relu),
-            Prepared::Winograd(u) => super::winograd::forward(x, s, u, bias, relu),
+            Prepared::Winograd(u) if super::winograd::fills_products(s) => {
+                super::winograd::forward(x, s, u, bias, relu)
+            }
+            Prepared::Winograd(u) => super::winograd_batch::forward(x, s, u, bias, relu),
         }
+    }
+}
+
+/// Whether convolutions of shape `s` (forward, and kernel gradient) run on Winograd.
+fn uses_winograd(s: ConvShape) -> bool {
+    s.cin > 3
+}
+
+/// The name of the algorithm [`Prepared`] picks for the forward of shape `s` (for profiles).
+pub fn algorithm(s: ConvShape) -> &'static str {
+    match (uses_winograd(s), super::winograd::fills_products(s)) {
+        (false, _) => "im2col",
+        (true, true) => "winograd",
+        (true, false) => "winograd/batch",
     }
 }
 
@@ -167,16 +200,34 @@ pub struct ConvGrads {
     pub input: Option<Vec<f32>>,
 }
 
-/// Backward of `y = relu(conv(x) + b)` given `dy`: `flipped` is the kernel packed by
-/// `layout::pack_kernel_flipped`, needed only when `input_grad` is asked for.
+/// Backward of `y = relu(conv(x) + b)` given `dy`: `kernel`, the layer's prepared kernel, is
+/// needed only when the input gradient is asked for. The kernel gradient runs on Winograd
+/// where the forward does (`winograd_batch::kernel_grad`), the input gradient as the forward
+/// of the flipped kernel.
 pub fn backward(
     x: &[f32],
     y: &[f32],
     dy: &[f32],
     s: ConvShape,
-    flipped: Option<&[f32]>,
+    kernel: Option<&Prepared>,
 ) -> ConvGrads {
-    let (k, cout) = (s.depth(), s.cout);
+    let (dz, bias) = through_relu(y, dy, s);
+    let input = kernel.map(|k| k.flipped(s).forward(&dz, s.transposed(), None, false));
+    let kernel = if uses_winograd(s) {
+        super::winograd_batch::kernel_grad(x, &dz, s)
+    } else {
+        im2col_kernel_grad(x, &dz, s)
+    };
+    ConvGrads {
+        kernel,
+        bias,
+        input,
+    }
+}
+
+/// The gradient before the ReLU (`dy` where `y > 0`) and the bias gradient (its sum).
+fn through_relu(y: &[f32], dy: &[f32], s: ConvShape) -> (Vec<f32>, Vec<f32>) {
+    let cout = s.cout;
     assert_eq!(
         y.len(),
         s.pixels() * cout,
@@ -187,7 +238,6 @@ pub fn backward(
         y.len(),
         "conv output gradient does not match its shape"
     );
-    // through the ReLU
     let mut dz = dy.to_vec();
     dz.par_chunks_mut(4096)
         .zip(y.par_chunks(4096))
@@ -200,7 +250,32 @@ pub fn backward(
     for px in dz.chunks_exact(cout) {
         bias.iter_mut().zip(px).for_each(|(b, g)| *b += g);
     }
-    // kernel gradient = patches^T . dz, over groups of at most ~64 MB of patches, in order
+    (dz, bias)
+}
+
+/// [`backward`] on im2col: `flipped` is the flipped kernel packed for im2col
+/// (`Prepared::flipped`), needed only when the input gradient is asked for.
+pub fn backward_im2col(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    s: ConvShape,
+    flipped: Option<&[f32]>,
+) -> ConvGrads {
+    let (dz, bias) = through_relu(y, dy, s);
+    let kernel = im2col_kernel_grad(x, &dz, s);
+    let input = flipped.map(|f| forward(&dz, s.transposed(), f, None, false));
+    ConvGrads {
+        kernel,
+        bias,
+        input,
+    }
+}
+
+/// Kernel gradient `patches^T . dz`, packed like the kernel, over groups of at most ~64 MB of
+/// patches, summed in order.
+fn im2col_kernel_grad(x: &[f32], dz: &[f32], s: ConvShape) -> Vec<f32> {
+    let (k, cout) = (s.depth(), s.cout);
     let mut kernel = vec![0.0f32; k * cout];
     let rows = block_rows(k);
     let group = (((1usize << 24) / k.max(1)) / rows).max(1) * rows;
@@ -222,18 +297,13 @@ pub fn backward(
             Threads::All,
         );
     }
-    let input = flipped.map(|f| forward(&dz, s.transposed(), f, None, false));
-    ConvGrads {
-        kernel,
-        bias,
-        input,
-    }
+    kernel
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::layout::{pack_kernel, pack_kernel_flipped, unpack_kernel};
+    use crate::kernels::layout::{flip_kernel, pack_kernel, unpack_kernel};
 
     /// Direct convolution on NHWC with an OIHW kernel, in f64.
     fn direct(x: &[f32], s: ConvShape, w: &[f32], b: &[f32]) -> Vec<f64> {
@@ -312,12 +382,12 @@ mod tests {
                 .map(|(z, g)| z.max(0.0) * *g as f64)
                 .sum()
         };
-        let g = backward(
+        let g = backward_im2col(
             &x,
             &y,
             &dy,
             s,
-            Some(&pack_kernel_flipped(&w, s.cout, s.cin)),
+            Some(&pack_kernel(&flip_kernel(&w, s.cout, s.cin), s.cin, s.cout)),
         );
         let gw = unpack_kernel(&g.kernel, s.cout, s.cin);
         let gx = g.input.expect("input gradient");

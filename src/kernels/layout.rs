@@ -37,29 +37,119 @@ pub fn nhwc_to_nchw(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
 }
 
 /// OIHW 3x3 kernel -> `[9 * in, out]`, row `(dy * 3 + dx) * in + i`: the right-hand matrix
-/// of the forward convolution.
+/// of the forward convolution. Sixteen input channels a job, so each job reads the kernel in
+/// runs of 144 values and writes 144 rows a column at a time.
 pub fn pack_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    repack(w.len(), out_ch, |row, o| {
-        let (t, i) = (row / in_ch, row % in_ch);
-        w[(o * in_ch + i) * 9 + t]
-    })
+    const IB: usize = 16;
+    let mut p = vec![0.0; w.len()];
+    if p.is_empty() {
+        return p;
+    }
+    split_planes(&mut p, in_ch, out_ch, IB)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(k, mut taps)| {
+            let ib = taps[0].len() / out_ch;
+            for o in 0..out_ch {
+                let src = &w[(o * in_ch + k * IB) * 9..][..ib * 9];
+                for (di, tap_values) in src.chunks_exact(9).enumerate() {
+                    for (tap, &v) in taps.iter_mut().zip(tap_values) {
+                        tap[di * out_ch + o] = v;
+                    }
+                }
+            }
+        });
+    p
 }
 
-/// OIHW 3x3 kernel -> the right-hand matrix `[9 * out, in]` of the input-gradient
-/// convolution: the kernel turned 180 degrees with in and out swapped.
-pub fn pack_kernel_flipped(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    repack(w.len(), in_ch, |row, i| {
-        let (t, o) = (row / out_ch, row % out_ch);
+/// OIHW 3x3 kernel -> the OIHW kernel of the input-gradient convolution (`in` outputs,
+/// `out` inputs): turned 180 degrees with in and out swapped.
+pub fn flip_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
+    repack(w.len(), 9, |row, t| {
+        let (i, o) = (row / out_ch, row % out_ch);
         w[(o * in_ch + i) * 9 + 8 - t]
     })
 }
 
-/// `[9 * in, out]` -> OIHW (for gradients of the kernel).
+/// `[9 * in, out]` -> OIHW (for gradients of the kernel), sixteen output channels a job.
 pub fn unpack_kernel(p: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    repack(p.len(), in_ch * 9, |o, col| {
-        let (i, t) = (col / 9, col % 9);
-        p[(t * in_ch + i) * out_ch + o]
-    })
+    const OB: usize = 16;
+    let mut w = vec![0.0; p.len()];
+    w.par_chunks_mut((OB * in_ch * 9).max(1))
+        .enumerate()
+        .for_each(|(k, dst)| {
+            let (o0, ob) = (k * OB, dst.len() / (in_ch * 9));
+            for tap in 0..9 {
+                for i in 0..in_ch {
+                    let src = &p[(tap * in_ch + i) * out_ch + o0..][..ob];
+                    for (d, &v) in src.iter().enumerate() {
+                        dst[(d * in_ch + i) * 9 + tap] = v;
+                    }
+                }
+            }
+        });
+    w
+}
+
+/// `planes` planes of `rows x cols` -> planes of `cols x rows`: plane `q` of the result is
+/// the transpose of plane `from(q)`. Sixteen output rows a job.
+pub fn transpose_planes(
+    src: &[f32],
+    planes: usize,
+    rows: usize,
+    cols: usize,
+    from: impl Fn(usize) -> usize + Sync,
+) -> Vec<f32> {
+    const RB: usize = 16;
+    assert_eq!(
+        src.len(),
+        planes * rows * cols,
+        "planes do not match their shape"
+    );
+    let mut dst = vec![0.0; src.len()];
+    if dst.is_empty() {
+        return dst;
+    }
+    dst.par_chunks_mut(rows * cols)
+        .enumerate()
+        .for_each(|(q, plane)| {
+            let s = &src[from(q) * rows * cols..][..rows * cols];
+            plane
+                .par_chunks_mut(RB * rows)
+                .enumerate()
+                .for_each(|(k, block)| {
+                    let (c0, cb) = (k * RB, block.len() / rows);
+                    for r in 0..rows {
+                        for (d, &v) in s[r * cols + c0..][..cb].iter().enumerate() {
+                            block[d * rows + r] = v;
+                        }
+                    }
+                });
+        });
+    dst
+}
+
+/// Splits a plane-major buffer (planes of `rows x cols`, one after another) into parts of
+/// `part_rows` rows: part `k` holds rows `k * part_rows..` of every plane, so that parts can
+/// be filled in parallel.
+pub fn split_planes(
+    buf: &mut [f32],
+    rows: usize,
+    cols: usize,
+    part_rows: usize,
+) -> Vec<Vec<&mut [f32]>> {
+    let part_rows = part_rows.max(1);
+    let mut parts: Vec<Vec<&mut [f32]>> =
+        (0..rows.div_ceil(part_rows)).map(|_| Vec::new()).collect();
+    if rows * cols == 0 {
+        return parts;
+    }
+    for plane in buf.chunks_mut(rows * cols) {
+        for (k, part) in plane.chunks_mut(part_rows * cols).enumerate() {
+            parts[k].push(part);
+        }
+    }
+    parts
 }
 
 /// A `len`-long matrix with rows of `cols`, element (row, col) from `at`, rows in parallel.
@@ -89,8 +179,19 @@ mod tests {
         assert_eq!(nhwc_to_nchw(&y, [2, 4, 5, 3]), x);
         let k: Vec<f32> = (0..4 * 3 * 9).map(|i| i as f32).collect();
         assert_eq!(unpack_kernel(&pack_kernel(&k, 4, 3), 4, 3), k);
-        let f = pack_kernel_flipped(&k, 4, 3);
-        // tap (0,0) of out 1 / in 2 becomes tap (2,2) of the flipped kernel, row in 'out' order
-        assert_eq!(f[(8 * 4 + 1) * 3 + 2], k[(3 + 2) * 9]);
+        // a kernel wider than one job of pack/unpack, against the element-wise definition
+        let (o, i) = (37, 21);
+        let wide: Vec<f32> = (0..o * i * 9).map(|v| v as f32).collect();
+        let p = pack_kernel(&wide, o, i);
+        for (oc, ic, t) in [(0, 0, 0), (36, 20, 8), (17, 16, 4), (5, 3, 7)] {
+            assert_eq!(p[(t * i + ic) * o + oc], wide[(oc * i + ic) * 9 + t]);
+        }
+        assert_eq!(unpack_kernel(&p, o, i), wide);
+        // tap (0,0) of out 1 / in 2 becomes tap (2,2) of the flipped kernel, in and out swapped
+        let f = flip_kernel(&k, 4, 3);
+        assert_eq!(f[(2 * 4 + 1) * 9 + 8], k[(3 + 2) * 9]);
+        // the flipped packed kernel is the packed kernel's tap planes transposed, in reverse
+        let packed_flip = transpose_planes(&pack_kernel(&k, 4, 3), 9, 3, 4, |t| 8 - t);
+        assert_eq!(packed_flip, pack_kernel(&f, 3, 4));
     }
 }

@@ -12,6 +12,7 @@ pub mod gemm;
 pub mod layout;
 pub mod pool;
 pub mod winograd;
+pub mod winograd_batch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

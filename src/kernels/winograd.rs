@@ -2,58 +2,88 @@
 //! comes from a 4x4 input tile through 16 products per channel pair instead of 36, so the
 //! matrix products do 2.25x less work than im2col. The 16 products of a group of tiles are 16
 //! `gemm` calls (tiles x in) . (in x out); input and output transforms are additions only.
-//! Used for the wide layers (blocks 1-4) where the tiles fill the products; the narrow
-//! block5 and the 3-channel first layer stay on im2col (see `conv3x3::Conv3x3`).
+//! This module works an image at a time (blocks 1-4, whose images have tiles enough to fill
+//! the products); `winograd_batch` gathers the tiles of many images (block5) and holds the
+//! backward pass. The 3-channel first layer stays on im2col (see `conv3x3::Prepared`).
 
 use rayon::prelude::*;
 
 use super::conv3x3::ConvShape;
 use super::gemm::{MatRef, Threads, matmul};
 
+/// Winograd's kernel matrix of F(2x2, 3x3).
+pub(super) const G: [[f32; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
 /// The transformed kernel `U = G g G^T`, laid out `[16][in][out]`, from an OIHW 3x3 kernel.
+/// Sixteen input channels a job: each job reads the kernel in runs of 144 values and writes
+/// its rows of the 16 planes a column at a time.
 pub fn transform_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    const G: [[f32; 3]; 4] = [
-        [1.0, 0.0, 0.0],
-        [0.5, 0.5, 0.5],
-        [0.5, -0.5, 0.5],
-        [0.0, 0.0, 1.0],
-    ];
-    // each 3x3 kernel is transformed on its own, then the 16 values of every kernel are
-    // scattered into U's [16][in][out] layout, one row of U per job
-    let per_in: Vec<[f32; 16]> = (0..out_ch * in_ch)
-        .into_par_iter()
-        .map(|oi| {
-            let g = &w[oi * 9..][..9];
-            let mut t = [[0.0f32; 3]; 4];
-            for (a, row) in t.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|k| G[a][k] * g[k * 3 + j]).sum();
-                }
-            }
-            let mut u = [0.0f32; 16];
-            for a in 0..4 {
-                for b in 0..4 {
-                    u[a * 4 + b] = (0..3).map(|j| t[a][j] * G[b][j]).sum();
-                }
-            }
-            u
-        })
-        .collect();
+    const IB: usize = 16;
     let mut u = vec![0.0f32; 16 * in_ch * out_ch];
-    u.par_chunks_mut(out_ch.max(1))
+    if u.is_empty() {
+        return u;
+    }
+    super::layout::split_planes(&mut u, in_ch, out_ch, IB)
+        .into_par_iter()
         .enumerate()
-        .for_each(|(row, dst)| {
-            let (xi, i) = (row / in_ch, row % in_ch);
-            for (o, v) in dst.iter_mut().enumerate() {
-                *v = per_in[o * in_ch + i][xi];
+        .for_each(|(k, mut planes)| {
+            let ib = planes[0].len() / out_ch;
+            for o in 0..out_ch {
+                let src = &w[(o * in_ch + k * IB) * 9..][..ib * 9];
+                for (di, g) in src.chunks_exact(9).enumerate() {
+                    for (plane, v) in planes.iter_mut().zip(transform_one(g)) {
+                        plane[di * out_ch + o] = v;
+                    }
+                }
             }
         });
     u
 }
 
+/// `G g G^T` of one 3x3 kernel `g` (row-major), as 16 values `a * 4 + b`.
+fn transform_one(g: &[f32]) -> [f32; 16] {
+    let mut t = [[0.0f32; 3]; 4];
+    for (a, row) in t.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| G[a][k] * g[k * 3 + j]).sum();
+        }
+    }
+    let mut u = [0.0f32; 16];
+    for a in 0..4 {
+        for b in 0..4 {
+            u[a * 4 + b] = (0..3).map(|j| t[a][j] * G[b][j]).sum();
+        }
+    }
+    u
+}
+
+/// The transformed kernel of the input-gradient convolution (the kernel turned 180 degrees,
+/// in and out swapped) from `u` of the forward kernel (`[16][in][out]`), without going back
+/// to the kernel: reversing a 3x3 kernel swaps rows 0 and 3 of `G g`, so plane `(a, b)` of the
+/// result is plane `(p(a), p(b))` of `u` transposed, with `p` swapping 0 and 3.
+pub fn flip_transformed(u: &[f32], in_ch: usize, out_ch: usize) -> Vec<f32> {
+    let p = |a: usize| match a {
+        0 => 3,
+        3 => 0,
+        a => a,
+    };
+    super::layout::transpose_planes(u, 16, in_ch, out_ch, |xi| p(xi / 4) * 4 + p(xi % 4))
+}
+
 /// Tiles per group: the 16 transformed planes of a group take about 2 MB.
 fn group_tiles(channels: usize) -> usize {
     ((1usize << 19) / (16 * channels.max(1))).max(16)
+}
+
+/// Whether one image of shape `s` has tiles enough to fill this module's products (otherwise
+/// `winograd_batch::forward` is faster).
+pub fn fills_products(s: ConvShape) -> bool {
+    s.h.div_ceil(2) * s.w.div_ceil(2) >= group_tiles(s.cin.max(s.cout))
 }
 
 /// `y = act(conv(x) + bias)` with `u` from [`transform_kernel`]; same contract as
@@ -116,7 +146,7 @@ fn tile_rows(
     let count = tiles.len() * tw;
     sc.v.resize(16 * count * cin, 0.0);
     sc.m.resize(16 * count * cout, 0.0);
-    sc.d.resize(16 * cin.max(cout), 0.0);
+    sc.d.resize(16 * cin, 0.0);
     // input transform: V = B^T d B for every tile, into 16 planes [count x cin]
     for (t, (ty, tx)) in tiles
         .clone()
@@ -124,26 +154,7 @@ fn tile_rows(
         .enumerate()
     {
         let d = &mut sc.d[..16 * cin];
-        for a in 0..4 {
-            let iy = (2 * ty + a).checked_sub(1).filter(|&iy| iy < h);
-            for b in 0..4 {
-                let ix = (2 * tx + b).checked_sub(1).filter(|&ix| ix < w);
-                let seg = &mut d[(a * 4 + b) * cin..(a * 4 + b + 1) * cin];
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) => seg.copy_from_slice(&x[(iy * w + ix) * cin..][..cin]),
-                    _ => seg.fill(0.0),
-                }
-            }
-        }
-        // d <- B^T d B, in place: first down each column, then along each row
-        for b in 0..4 {
-            let [r0, r1, r2, r3] = rows4(d, cin, [b, 4 + b, 8 + b, 12 + b]);
-            bt4(r0, r1, r2, r3);
-        }
-        for a in 0..4 {
-            let [r0, r1, r2, r3] = rows4(d, cin, [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3]);
-            bt4(r0, r1, r2, r3);
-        }
+        input_tile(x, h, w, cin, ty, tx, d);
         for (xi, seg) in d.chunks_exact(cin).enumerate() {
             sc.v[(xi * count + t) * cin..][..cin].copy_from_slice(seg);
         }
@@ -160,7 +171,6 @@ fn tile_rows(
         );
     }
     // output transform: Y = A^T M A (2 x 2), + bias, ReLU
-    sc.d.resize(8 * cout, 0.0);
     let rows_here = dst.len() / (w * cout);
     for (t, (ty, tx)) in tiles
         .clone()
@@ -168,44 +178,11 @@ fn tile_rows(
         .enumerate()
     {
         let plane = |xi: usize| &sc.m[(xi * count + t) * cout..][..cout];
-        // z[r][b] = row r of A^T M: r = 0 -> m0b + m1b + m2b, r = 1 -> m1b - m2b - m3b
-        for b in 0..4 {
-            let (m0, m1, m2, m3) = (plane(b), plane(4 + b), plane(8 + b), plane(12 + b));
-            let (z0, z1) = sc.d.split_at_mut(4 * cout);
-            let z0 = &mut z0[b * cout..][..cout];
-            let z1 = &mut z1[b * cout..][..cout];
-            for (k, (z0, z1)) in z0.iter_mut().zip(z1.iter_mut()).enumerate() {
-                *z0 = m0[k] + m1[k] + m2[k];
-                *z1 = m1[k] - m2[k] - m3[k];
-            }
-        }
-        for r in 0..2 {
-            let oy = 2 * (ty - tiles.start) + r;
-            if oy >= rows_here {
-                continue;
-            }
-            let z = &sc.d[r * 4 * cout..][..4 * cout];
-            let (z0, z1, z2, z3) = (
-                &z[..cout],
-                &z[cout..2 * cout],
-                &z[2 * cout..3 * cout],
-                &z[3 * cout..],
-            );
-            for cc in 0..2 {
-                let ox = 2 * tx + cc;
-                if ox >= w {
-                    continue;
-                }
+        output_tile(plane, cout, &mut sc.d, |r, cc, px| {
+            let (oy, ox) = (2 * (ty - tiles.start) + r, 2 * tx + cc);
+            if oy < rows_here && ox < w {
                 let out = &mut dst[(oy * w + ox) * cout..][..cout];
-                if cc == 0 {
-                    for (k, o) in out.iter_mut().enumerate() {
-                        *o = z0[k] + z1[k] + z2[k];
-                    }
-                } else {
-                    for (k, o) in out.iter_mut().enumerate() {
-                        *o = z1[k] - z2[k] - z3[k];
-                    }
-                }
+                out.copy_from_slice(px);
                 if let Some(b) = bias {
                     out.iter_mut().zip(b).for_each(|(o, b)| *o += b);
                 }
@@ -213,7 +190,75 @@ fn tile_rows(
                     out.iter_mut().for_each(|o| *o = o.max(0.0));
                 }
             }
+        });
+    }
+}
+
+/// `d = B^T x B`: the 4x4 input tile `(ty, tx)` of one image `x` (`h x w x c`, zero outside),
+/// transformed, into `d` as 16 rows of `c` (row `a * 4 + b`).
+pub(super) fn input_tile(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    ty: usize,
+    tx: usize,
+    d: &mut [f32],
+) {
+    for a in 0..4 {
+        let iy = (2 * ty + a).checked_sub(1).filter(|&iy| iy < h);
+        for b in 0..4 {
+            let ix = (2 * tx + b).checked_sub(1).filter(|&ix| ix < w);
+            let seg = &mut d[(a * 4 + b) * c..(a * 4 + b + 1) * c];
+            match (iy, ix) {
+                (Some(iy), Some(ix)) => seg.copy_from_slice(&x[(iy * w + ix) * c..][..c]),
+                _ => seg.fill(0.0),
+            }
         }
+    }
+    // d <- B^T d B, in place: first down each column, then along each row
+    for b in 0..4 {
+        let [r0, r1, r2, r3] = rows4(d, c, [b, 4 + b, 8 + b, 12 + b]);
+        bt4(r0, r1, r2, r3);
+    }
+    for a in 0..4 {
+        let [r0, r1, r2, r3] = rows4(d, c, [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3]);
+        bt4(r0, r1, r2, r3);
+    }
+}
+
+/// `Y = A^T M A` of one tile, whose 16 products (`c` long each) `plane(xi)` gives: hands each
+/// of the 2x2 outputs to `put(row, col, values)`; `z` is scratch.
+pub(super) fn output_tile<'m>(
+    plane: impl Fn(usize) -> &'m [f32],
+    c: usize,
+    z: &mut Vec<f32>,
+    mut put: impl FnMut(usize, usize, &[f32]),
+) {
+    z.resize(10 * c, 0.0);
+    let (rows, px) = z.split_at_mut(8 * c);
+    // rows[r][b] = row r of A^T M: r = 0 -> m0b + m1b + m2b, r = 1 -> m1b - m2b - m3b
+    for b in 0..4 {
+        let (m0, m1, m2, m3) = (plane(b), plane(4 + b), plane(8 + b), plane(12 + b));
+        let (z0, z1) = rows.split_at_mut(4 * c);
+        let z0 = &mut z0[b * c..][..c];
+        let z1 = &mut z1[b * c..][..c];
+        for (k, (z0, z1)) in z0.iter_mut().zip(z1.iter_mut()).enumerate() {
+            *z0 = m0[k] + m1[k] + m2[k];
+            *z1 = m1[k] - m2[k] - m3[k];
+        }
+    }
+    for r in 0..2 {
+        let zr = &rows[r * 4 * c..][..4 * c];
+        let (z0, z1, z2, z3) = (&zr[..c], &zr[c..2 * c], &zr[2 * c..3 * c], &zr[3 * c..]);
+        for (k, o) in px[..c].iter_mut().enumerate() {
+            *o = z0[k] + z1[k] + z2[k];
+        }
+        for (k, o) in px[c..].iter_mut().enumerate() {
+            *o = z1[k] - z2[k] - z3[k];
+        }
+        put(r, 0, &px[..c]);
+        put(r, 1, &px[c..]);
     }
 }
 
@@ -247,6 +292,17 @@ mod tests {
     use super::*;
     use crate::kernels::conv3x3;
     use crate::kernels::layout::pack_kernel;
+
+    #[test]
+    fn flipped_transform_is_the_transform_of_the_flipped_kernel() {
+        let (o, i) = (5, 7);
+        let w: Vec<f32> = (0..o * i * 9).map(|v| (v as f32 * 0.37).sin()).collect();
+        let want = transform_kernel(&crate::kernels::layout::flip_kernel(&w, o, i), i, o);
+        let got = flip_transformed(&transform_kernel(&w, o, i), i, o);
+        for (g, e) in got.iter().zip(&want) {
+            assert!((g - e).abs() < 1e-6, "{g} vs {e}");
+        }
+    }
 
     #[test]
     fn matches_im2col_convolution_on_odd_and_even_sizes() {

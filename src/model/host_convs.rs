@@ -117,8 +117,8 @@ pub fn forward(convs: &[ConvLayer], first: usize, x: Tensor<4>) -> Tensor<4> {
 /// What the backward pass needs from the forward pass of one layer.
 struct Saved {
     input: Activations,
-    /// The layer's OIHW kernel, for the input gradient.
-    weight: Vec<f32>,
+    /// The layer's kernel as the forward used it, for the input gradient.
+    kernel: conv3x3::Prepared,
     /// The output (after ReLU) where a max-pool follows; otherwise the output is the next
     /// layer's input and is kept only there.
     pre_pool: Option<Activations>,
@@ -150,7 +150,7 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
         };
         layers.push(Saved {
             input: a,
-            weight,
+            kernel,
             pre_pool,
         });
         a = next;
@@ -192,14 +192,13 @@ impl Tape {
                     .map_or(&self.last, |next| &next.input),
             };
             let s = saved.input.shape_into(output.dims[3]);
-            let flipped =
-                (j > 0).then(|| layout::pack_kernel_flipped(&saved.weight, s.cout, s.cin));
+            // the first trainable layer's input gradient is not needed
             let g = conv3x3::backward(
                 &saved.input.data,
                 &output.data,
                 &grad,
                 s,
-                flipped.as_deref(),
+                (j > 0).then_some(&saved.kernel),
             );
             out.push((
                 tensor4(

@@ -1,14 +1,16 @@
 //! `faceattr bench layers`: each of VGG16's 13 convolutions on faceattr's kernels at the real
 //! widths, forward (all) and backward (block5, as in the reference training step): time per
 //! batch, GFLOP/s and share of the machine's matrix-product peak. This is the profile that
-//! says where a forward pass or a training step spends its time.
+//! says where a forward pass or a training step spends its time. Each pass runs on the
+//! algorithm the model uses (see `conv3x3::Prepared`); where that is Winograd, the same pass on
+//! im2col is shown beside it as a reference, left out of the shares.
 
 use clap::Args;
 use serde::Serialize;
 
 use super::median_secs;
 use crate::kernels::conv3x3;
-use crate::kernels::{gemm, layout, pool, winograd};
+use crate::kernels::{gemm, layout, pool};
 use crate::model::architecture::{CONV_LAYER_NAMES, VGG16_WIDTHS, conv_shapes, pool_after};
 
 #[derive(Args, Debug)]
@@ -32,6 +34,9 @@ pub struct LayersBenchArgs {
 struct Row {
     layer: &'static str,
     pass: &'static str,
+    algorithm: &'static str,
+    /// A reference row (the same pass on im2col), not part of what the model runs.
+    reference: bool,
     ms: f64,
     gflops: f64,
     percent_of_peak: f64,
@@ -51,10 +56,12 @@ fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
 pub fn run(a: LayersBenchArgs) -> anyhow::Result<()> {
     let peak = gemm::peak_gflops(1.0, a.repeats.max(3));
     let mut rows = Vec::new();
-    let mut push = |layer, pass, secs: f64, flop: f64| {
+    let mut push = |layer, pass, algorithm, secs: f64, flop: f64| {
         rows.push(Row {
             layer,
             pass,
+            algorithm,
+            reference: algorithm == "im2col (ref)",
             ms: secs * 1e3,
             gflops: flop / secs / 1e9,
             percent_of_peak: 100.0 * flop / secs / 1e9 / peak,
@@ -66,20 +73,21 @@ pub fn run(a: LayersBenchArgs) -> anyhow::Result<()> {
         let (h, w, cin) = (s.h, s.w, s.cin);
         let x = pseudo_random(s.pixels() * cin, i as u32);
         let weight = pseudo_random(s.cout * cin * 9, 100 + i as u32);
-        let kernel = layout::pack_kernel(&weight, s.cout, cin);
         let bias = vec![0.01f32; s.cout];
+        let algorithm = conv3x3::algorithm(s);
+        let prepared = conv3x3::Prepared::new(&weight, s);
         let fwd = median_secs(a.repeats, || {
-            let _ = conv3x3::forward(&x, s, &kernel, Some(&bias), true);
+            let _ = prepared.forward(&x, s, Some(&bias), true);
         });
-        push(name, "forward", fwd, s.flops());
-        if cin > 3 {
-            let u = winograd::transform_kernel(&weight, s.cout, cin);
-            let wg = median_secs(a.repeats, || {
-                let _ = winograd::forward(&x, s, &u, Some(&bias), true);
+        push(name, "forward", algorithm, fwd, s.flops());
+        let kernel = layout::pack_kernel(&weight, s.cout, cin);
+        if algorithm != "im2col" {
+            let reference = median_secs(a.repeats, || {
+                let _ = conv3x3::forward(&x, s, &kernel, Some(&bias), true);
             });
-            push(name, "winograd", wg, s.flops());
+            push(name, "forward", "im2col (ref)", reference, s.flops());
         }
-        let y = conv3x3::forward(&x, s, &kernel, Some(&bias), true);
+        let y = prepared.forward(&x, s, Some(&bias), true);
         if pool_after(i) {
             pool_secs += median_secs(a.repeats, || {
                 let _ = pool::max_pool2(&y, [s.n, h, w, s.cout]);
@@ -87,15 +95,34 @@ pub fn run(a: LayersBenchArgs) -> anyhow::Result<()> {
         }
         if i >= 10 {
             let dy = pseudo_random(y.len(), 200 + i as u32);
-            let flipped = (i > 10).then(|| layout::pack_kernel_flipped(&weight, s.cout, cin));
+            // the first trainable layer needs no input gradient
+            let input_grad = i > 10;
+            let passes = if input_grad { 2.0 } else { 1.0 };
             let bwd = median_secs(a.repeats, || {
-                let _ = conv3x3::backward(&x, &y, &dy, s, flipped.as_deref());
+                let _ = conv3x3::backward(&x, &y, &dy, s, input_grad.then_some(&prepared));
             });
-            let passes = if i > 10 { 2.0 } else { 1.0 };
-            push(name, "backward", bwd, passes * s.flops());
+            push(name, "backward", algorithm, bwd, passes * s.flops());
+            let flipped = input_grad.then(|| {
+                layout::pack_kernel(&layout::flip_kernel(&weight, s.cout, cin), cin, s.cout)
+            });
+            let reference = median_secs(a.repeats, || {
+                let _ = conv3x3::backward_im2col(&x, &y, &dy, s, flipped.as_deref());
+            });
+            push(
+                name,
+                "backward",
+                "im2col (ref)",
+                reference,
+                passes * s.flops(),
+            );
         }
     }
-    let total: f64 = rows.iter().map(|r| r.ms).sum::<f64>() + pool_secs * 1e3;
+    let total: f64 = rows
+        .iter()
+        .filter(|r| !r.reference)
+        .map(|r| r.ms)
+        .sum::<f64>()
+        + pool_secs * 1e3;
     if a.json {
         println!(
             "{}",
@@ -112,26 +139,27 @@ pub fn run(a: LayersBenchArgs) -> anyhow::Result<()> {
         a.repeats
     );
     println!(
-        "{:<14} {:<9} {:>9} {:>7} {:>9} {:>8}",
-        "layer", "pass", "ms", "share", "GFLOP/s", "of peak"
+        "{:<14} {:<9} {:<15} {:>9} {:>7} {:>9} {:>8}",
+        "layer", "pass", "algorithm", "ms", "share", "GFLOP/s", "of peak"
     );
     for r in &rows {
+        let share = if r.reference {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * r.ms / total)
+        };
         println!(
-            "{:<14} {:<9} {:>9.1} {:>6.1}% {:>9.1} {:>7.0}%",
-            r.layer,
-            r.pass,
-            r.ms,
-            100.0 * r.ms / total,
-            r.gflops,
-            r.percent_of_peak
+            "{:<14} {:<9} {:<15} {:>9.1} {:>7} {:>9.1} {:>7.0}%",
+            r.layer, r.pass, r.algorithm, r.ms, share, r.gflops, r.percent_of_peak
         );
     }
     println!(
-        "{:<14} {:<9} {:>9.1} {:>6.1}%",
+        "{:<14} {:<25} {:>9.1} {:>6.1}%",
         "5 max-pools",
         "forward",
         pool_secs * 1e3,
         100.0 * pool_secs * 1e3 / total
     );
+    println!("GFLOP/s count a direct convolution's multiply-adds, so Winograd can pass the peak");
     Ok(())
 }
