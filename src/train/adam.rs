@@ -2,10 +2,15 @@
 //! correction (`w -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps)`), PyTorch inside
 //! (`w -= lr * m_hat/(sqrt(v_hat)+eps)`); burn's Adam is the latter with another epsilon, so
 //! faceattr keeps its own. State is per parameter name, flattened.
+//!
+//! On the CPU the update is one fused pass over parameter, gradient and moments
+//! ([`fused_update`]); on other devices it is a few tensor operations. Both compute each
+//! element with the same f32 operations in the same order.
 
 use std::collections::BTreeMap;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::model::Conventions;
 
@@ -46,9 +51,35 @@ impl Adam {
     ) -> Tensor<D> {
         let dims = param.dims();
         let n: usize = dims.iter().product();
-        let g = grad.reshape([n]);
-        let (b1, b2) = (self.beta1, self.beta2);
+        let (param, grad) = (param.reshape([n]), grad.reshape([n]));
         let t = self.step.max(1) as i32;
+        let updated = if param.device() == Device::flex() {
+            self.update_host(name, param, grad, t)
+        } else {
+            self.update_tensors(name, param, grad, t)
+        };
+        updated.reshape(dims)
+    }
+
+    /// The update as one fused pass over host memory.
+    fn update_host(&mut self, name: &str, param: Tensor<1>, grad: Tensor<1>, t: i32) -> Tensor<1> {
+        let (n, device) = (param.dims()[0], param.device());
+        let mut p = host_vec(param);
+        let g = host_vec(grad);
+        let (mut m, mut v) = match self.moments.remove(name) {
+            Some((m, v)) => (host_vec(m), host_vec(v)),
+            None => (vec![0.0; n], vec![0.0; n]),
+        };
+        fused_update(&StepScalars::new(self, t), &mut p, &g, &mut m, &mut v);
+        let tensor = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &device);
+        self.moments
+            .insert(name.to_string(), (tensor(m), tensor(v)));
+        tensor(p)
+    }
+
+    /// The update as tensor operations on the parameter's device.
+    fn update_tensors(&mut self, name: &str, param: Tensor<1>, g: Tensor<1>, t: i32) -> Tensor<1> {
+        let (b1, b2) = (self.beta1, self.beta2);
         let (m, v) = match self.moments.remove(name) {
             Some(mv) => mv,
             None => (g.zeros_like(), g.zeros_like()),
@@ -68,6 +99,127 @@ impl Adam {
             }
         };
         self.moments.insert(name.to_string(), (m, v));
-        (param.reshape([n]) - delta).reshape(dims)
+        param - delta
+    }
+}
+
+/// A tensor's values, moved out without a copy where its buffer is not shared.
+fn host_vec(t: Tensor<1>) -> Vec<f32> {
+    let data = t.into_data().convert::<f32>();
+    // `convert` made the values f32, so this cannot fail; an empty result would fail the
+    // length check of `fused_update` rather than go unnoticed
+    data.try_into_vec::<f32>().unwrap_or_default()
+}
+
+/// The scalars of one step, as f32 (what the tensor path's scalar operations use).
+struct StepScalars {
+    conventions: Conventions,
+    b1: f32,
+    one_minus_b1: f32,
+    b2: f32,
+    one_minus_b2: f32,
+    eps: f32,
+    /// Keras: `lr * sqrt(1 - b2^t) / (1 - b1^t)`; PyTorch: `lr`.
+    rate: f32,
+    /// PyTorch's bias corrections `1 - b1^t` and `1 - b2^t`.
+    c1: f32,
+    c2: f32,
+}
+
+impl StepScalars {
+    fn new(adam: &Adam, t: i32) -> Self {
+        let (b1, b2) = (adam.beta1, adam.beta2);
+        let rate = match adam.conventions {
+            Conventions::Keras => adam.lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t)),
+            Conventions::Torch => adam.lr,
+        };
+        StepScalars {
+            conventions: adam.conventions,
+            b1: b1 as f32,
+            one_minus_b1: (1.0 - b1) as f32,
+            b2: b2 as f32,
+            one_minus_b2: (1.0 - b2) as f32,
+            eps: adam.conventions.adam_epsilon() as f32,
+            rate: rate as f32,
+            c1: (1.0 - b1.powi(t)) as f32,
+            c2: (1.0 - b2.powi(t)) as f32,
+        }
+    }
+}
+
+/// One Adam step over host slices in a single pass, in parallel chunks (each element is
+/// independent, so the result does not depend on the threads).
+fn fused_update(s: &StepScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+    assert!(
+        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
+        "Adam: parameter, gradient and moments differ in length"
+    );
+    const CHUNK: usize = 1 << 14;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+        .for_each(|((p, g), (m, v))| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = *m * s.b1 + g * s.one_minus_b1;
+                *v = *v * s.b2 + (g * g) * s.one_minus_b2;
+                let delta = match s.conventions {
+                    Conventions::Keras => (*m / (v.sqrt() + s.eps)) * s.rate,
+                    Conventions::Torch => ((*m / s.c1) / ((*v / s.c2).sqrt() + s.eps)) * s.rate,
+                };
+                *p -= delta;
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused CPU pass and the tensor operations give the same parameters and moments.
+    #[test]
+    fn fused_pass_matches_tensor_operations() {
+        for conventions in [Conventions::Keras, Conventions::Torch] {
+            let n = 40_000;
+            let start: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut adam = Adam::new(1e-3, conventions);
+            let (mut fused_p, mut m, mut v) = (start.clone(), vec![0.0; n], vec![0.0; n]);
+            let device = Device::flex();
+            let mut tensor_p = Tensor::<1>::from_data(TensorData::new(start.clone(), [n]), &device);
+            for step in 1..=3 {
+                let g: Vec<f32> = (0..n)
+                    .map(|i| (i as f32 * 0.11 + step as f32).cos() * 1e-2)
+                    .collect();
+                adam.step = step;
+                fused_update(
+                    &StepScalars::new(&adam, step as i32),
+                    &mut fused_p,
+                    &g,
+                    &mut m,
+                    &mut v,
+                );
+                let grad = Tensor::<1>::from_data(TensorData::new(g, [n]), &device);
+                tensor_p = adam.update_tensors("w", tensor_p, grad, step as i32);
+            }
+            let want = crate::model::layers::values(&tensor_p);
+            let (tm, tv) = &adam.moments["w"];
+            let (want_m, want_v) = (
+                crate::model::layers::values(tm),
+                crate::model::layers::values(tv),
+            );
+            let close = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs()))
+            };
+            assert!(close(&fused_p, &want), "{conventions:?}: parameters differ");
+            assert!(
+                close(&m, &want_m) && close(&v, &want_v),
+                "{conventions:?}: moments differ"
+            );
+            assert!(
+                fused_p.iter().zip(&start).any(|(a, b)| a != b),
+                "nothing moved"
+            );
+        }
     }
 }
