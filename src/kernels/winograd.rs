@@ -20,10 +20,12 @@ pub(super) const G: [[f32; 3]; 4] = [
 ];
 
 /// The transformed kernel `U = G g G^T`, laid out `[16][in][out]`, from an OIHW 3x3 kernel.
-/// Sixteen input channels a job: each job reads the kernel in runs of 144 values and writes
-/// its rows of the 16 planes a column at a time.
+/// Sixteen input channels a job; within a job, sixteen output channels at a time are
+/// transformed into a small buffer and written out as whole 64-byte runs (the 16 planes lie a
+/// power of two apart, so writing them a value at a time thrashes the cache).
 pub fn transform_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
     const IB: usize = 16;
+    const OB: usize = 16;
     let mut u = vec![0.0f32; 16 * in_ch * out_ch];
     if u.is_empty() {
         return u;
@@ -33,11 +35,19 @@ pub fn transform_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
         .enumerate()
         .for_each(|(k, mut planes)| {
             let ib = planes[0].len() / out_ch;
-            for o in 0..out_ch {
-                let src = &w[(o * in_ch + k * IB) * 9..][..ib * 9];
-                for (di, g) in src.chunks_exact(9).enumerate() {
-                    for (plane, v) in planes.iter_mut().zip(transform_one(g)) {
-                        plane[di * out_ch + o] = v;
+            let mut block = [[0.0f32; OB]; 16];
+            for o0 in (0..out_ch).step_by(OB) {
+                let ob = OB.min(out_ch - o0);
+                for di in 0..ib {
+                    let i = k * IB + di;
+                    for oo in 0..ob {
+                        let g = &w[((o0 + oo) * in_ch + i) * 9..][..9];
+                        for (xi, v) in transform_one(g).into_iter().enumerate() {
+                            block[xi][oo] = v;
+                        }
+                    }
+                    for (plane, values) in planes.iter_mut().zip(&block) {
+                        plane[di * out_ch + o0..][..ob].copy_from_slice(&values[..ob]);
                     }
                 }
             }
@@ -45,19 +55,23 @@ pub fn transform_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
     u
 }
 
-/// `G g G^T` of one 3x3 kernel `g` (row-major), as 16 values `a * 4 + b`.
+/// `G g G^T` of one 3x3 kernel `g` (row-major), as 16 values `a * 4 + b`. `G`'s rows are
+/// (1, 0, 0), (1/2, 1/2, 1/2), (1/2, -1/2, 1/2), (0, 0, 1), written out: halving is exact, so
+/// this is the matrix product to the bit.
+#[inline]
 fn transform_one(g: &[f32]) -> [f32; 16] {
-    let mut t = [[0.0f32; 3]; 4];
-    for (a, row) in t.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|k| G[a][k] * g[k * 3 + j]).sum();
-        }
+    #[inline(always)]
+    fn g_times(x0: f32, x1: f32, x2: f32) -> [f32; 4] {
+        [x0, 0.5 * ((x0 + x1) + x2), 0.5 * ((x0 - x1) + x2), x2]
     }
+    // columns of G g: G times each column of g
+    let c0 = g_times(g[0], g[3], g[6]);
+    let c1 = g_times(g[1], g[4], g[7]);
+    let c2 = g_times(g[2], g[5], g[8]);
     let mut u = [0.0f32; 16];
     for a in 0..4 {
-        for b in 0..4 {
-            u[a * 4 + b] = (0..3).map(|j| t[a][j] * G[b][j]).sum();
-        }
+        // row a of (G g) G^T is G times row a of G g
+        u[a * 4..a * 4 + 4].copy_from_slice(&g_times(c0[a], c1[a], c2[a]));
     }
     u
 }
@@ -292,6 +306,35 @@ mod tests {
     use super::*;
     use crate::kernels::conv3x3;
     use crate::kernels::layout::pack_kernel;
+
+    #[test]
+    fn written_out_transform_is_the_matrix_product() {
+        for seed in 0..50 {
+            let g: Vec<f32> = (0..9)
+                .map(|i| ((i * 7 + seed) as f32 * 0.913).sin() * 3.0)
+                .collect();
+            let mut t = [[0.0f32; 3]; 4];
+            for (a, row) in t.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|k| G[a][k] * g[k * 3 + j]).sum();
+                }
+            }
+            let mut want = [0.0f32; 16];
+            for a in 0..4 {
+                for b in 0..4 {
+                    want[a * 4 + b] = (0..3).map(|j| t[a][j] * G[b][j]).sum();
+                }
+            }
+            let got = transform_one(&g);
+            for (x, y) in got.iter().zip(&want) {
+                assert_eq!(
+                    x.to_bits() & !(1 << 31),
+                    y.to_bits() & !(1 << 31),
+                    "{got:?} vs {want:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn flipped_transform_is_the_transform_of_the_flipped_kernel() {
