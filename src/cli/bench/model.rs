@@ -131,7 +131,7 @@ pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
     let x12 = input(12);
     let x32 = input(32);
     let labels: Vec<usize> = (0..12).map(|i| i % 2).collect();
-    let y = crate::train::trainer::one_hot(&labels, 2, &device);
+    let y = crate::train::epoch::one_hot(&labels, 2, &device);
     let want = |k: &str| a.only.is_empty() || a.only.iter().any(|o| o.eq_ignore_ascii_case(k));
     crate::kernels::set_enabled(a.kernels == Kernels::Faceattr);
     let mut r = Report {
