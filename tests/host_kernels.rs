@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 fn host_kernels_match_burn_forward_and_gradients() {
     let dev = device();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    // 64x48: block1 and block2 run on Winograd (>= 16x16), blocks 3-5 on im2col
+    // 64x48: every layer but the first runs on Winograd, all tiles of the batch in each product
     let widths = [8, 8, 16, 16, 16, 16, 16, 24, 24, 24, 32, 32, 32];
     let base = Vgg16::random(&widths, &mut rng, &dev);
     let head = Head::random(32, 8, 2, &mut rng, &dev);

@@ -5,6 +5,9 @@
 //!
 //! Tensors cross the boundary in burn's NCHW layout and are NHWC inside.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use burn::tensor::{Device, Tensor};
 
 use super::architecture::{ConvLayer, conv_shapes, pool_after};
@@ -70,14 +73,85 @@ fn pool_forward(a: &Activations) -> Activations {
     }
 }
 
+/// Each layer's kernel prepared for the host kernels (with its bias), by layer and input size,
+/// kept between forward passes: preparing VGG16's 13 kernels takes about 40 ms on 2 cores, the
+/// same for every batch while the weights stay the same. Whoever changes a layer's tensors
+/// calls [`PreparedKernels::forget`] (the optimisation step does); a copy of the model starts
+/// with an empty store, since the copy's weights may change on their own.
+#[derive(Default)]
+pub struct PreparedKernels(Mutex<HashMap<LayerAt, Arc<PreparedLayer>>>);
+
+/// A layer index and the input height and width it was prepared for.
+type LayerAt = (usize, usize, usize);
+
+/// A prepared kernel and the layer's bias.
+pub struct PreparedLayer {
+    kernel: conv3x3::Prepared,
+    bias: Vec<f32>,
+}
+
+impl PreparedKernels {
+    /// Layer `index`'s kernel prepared for inputs of shape `s`, from the store or made now.
+    fn get(&self, index: usize, conv: &ConvLayer, s: ConvShape) -> Arc<PreparedLayer> {
+        let key = (index, s.h, s.w);
+        // a poisoned lock only means another thread panicked while inserting: the map is
+        // still a valid map of complete entries
+        let lookup = |map: &Self| {
+            map.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        if let Some(found) = lookup(self) {
+            return found;
+        }
+        let made = Arc::new(PreparedLayer {
+            kernel: conv3x3::Prepared::new(&values(&conv.weight), s),
+            bias: values(&conv.bias),
+        });
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, made.clone());
+        made
+    }
+
+    /// Drops what was prepared from layer `index`'s old tensors.
+    pub fn forget(&self, index: usize) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&(layer, _, _), _| layer != index);
+    }
+}
+
+impl Clone for PreparedKernels {
+    fn clone(&self) -> Self {
+        PreparedKernels::default()
+    }
+}
+
+impl std::fmt::Debug for PreparedKernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "PreparedKernels({n} prepared)")
+    }
+}
+
 /// Largest activation kept at once by the inference forward, in floats (128 MiB): a larger
 /// batch is run a part at a time, so peak memory stops growing with the batch. (At 218x178
 /// a batch of 12 is one part; smaller parts leave too few Winograd jobs to keep 2 threads busy.)
 const CHUNK_FLOATS: usize = 32 << 20;
 
 /// Inference forward of `convs` (VGG16's layers `first..`), each with its ReLU and the
-/// max-pool that closes its block.
-pub fn forward(convs: &[ConvLayer], first: usize, x: Tensor<4>) -> Tensor<4> {
+/// max-pool that closes its block, with kernels from (or added to) `prepared`.
+pub fn forward(
+    convs: &[ConvLayer],
+    first: usize,
+    x: Tensor<4>,
+    prepared: &PreparedKernels,
+) -> Tensor<4> {
     let device = x.device();
     let [n, c, h, w] = x.dims();
     // each layer's kernel, prepared once for its input size, and the largest activation
@@ -87,20 +161,16 @@ pub fn forward(convs: &[ConvLayer], first: usize, x: Tensor<4>) -> Tensor<4> {
     let layers: Vec<_> = convs
         .iter()
         .zip(&shapes)
-        .map(|(conv, &s)| {
-            (
-                conv3x3::Prepared::new(&values(&conv.weight), s),
-                values(&conv.bias),
-            )
-        })
+        .enumerate()
+        .map(|(j, (conv, &s))| prepared.get(first + j, conv, s))
         .collect();
     let per_chunk = (CHUNK_FLOATS / widest).clamp(1, n.max(1));
     let mut outs = Vec::new();
     for start in (0..n).step_by(per_chunk) {
         let part = x.clone().narrow(0, start, per_chunk.min(n - start));
         let mut a = Activations::from_tensor(&part);
-        for (j, (kernel, bias)) in layers.iter().enumerate() {
-            a = conv_forward(&a, kernel, widths[j], bias);
+        for (j, layer) in layers.iter().enumerate() {
+            a = conv_forward(&a, &layer.kernel, widths[j], &layer.bias);
             if pool_after(first + j) {
                 a = pool_forward(&a);
             }

@@ -14,7 +14,11 @@ use crate::weights::{NamedTensor, WeightSet, WeightsError};
 
 #[derive(Debug, Clone)]
 pub struct Vgg16 {
+    /// The 13 convolutions. Changing a layer's tensors must be followed by
+    /// `prepared.forget(layer)`.
     pub convs: Vec<ConvLayer>,
+    /// The host kernels' prepared form of the layers, kept between forward passes.
+    pub prepared: super::host_convs::PreparedKernels,
 }
 
 impl Vgg16 {
@@ -42,7 +46,10 @@ impl Vgg16 {
             });
             in_ch = out;
         }
-        Ok(Vgg16 { convs })
+        Ok(Vgg16 {
+            convs,
+            prepared: Default::default(),
+        })
     }
 
     /// Glorot-uniform kernels and zero biases, as Keras initialises Conv2D; seeded.
@@ -64,7 +71,10 @@ impl Vgg16 {
                 layer
             })
             .collect();
-        Vgg16 { convs }
+        Vgg16 {
+            convs,
+            prepared: Default::default(),
+        }
     }
 
     pub fn widths(&self) -> [usize; 13] {
@@ -79,7 +89,12 @@ impl Vgg16 {
     /// On the CPU without autodiff this is faceattr's own kernels ([`super::host_convs`]).
     pub fn forward_convs(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
         if !range.is_empty() && super::host_convs::applies(&x.device()) {
-            return super::host_convs::forward(&self.convs[range.clone()], range.start, x);
+            return super::host_convs::forward(
+                &self.convs[range.clone()],
+                range.start,
+                x,
+                &self.prepared,
+            );
         }
         for i in range {
             x = conv3x3_relu(x, &self.convs[i].weight, &self.convs[i].bias);

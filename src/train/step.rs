@@ -157,6 +157,7 @@ pub fn train_step_from_prefix(
             &mut conv.bias,
             gb,
         );
+        model.base.prepared.forget(i);
     }
     let h = &mut model.head;
     apply(opt, "dense.weight", &mut h.dense_w, g.dense_w);
@@ -202,4 +203,54 @@ pub fn gradients(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::model::head::Head;
+    use crate::model::layers::tensor4;
+    use crate::model::vgg16::Vgg16;
+    use crate::model::{Conventions, ModelSpec};
+    use crate::preprocess::{Interpolation, Preprocessing};
+
+    /// The forward pass keeps prepared kernels between calls; a step that changes block5 must
+    /// not leave the old ones behind.
+    #[test]
+    fn a_step_refreshes_the_prepared_kernels_it_changes() {
+        let dev = Device::flex();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let widths = [4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8];
+        let spec = ModelSpec {
+            input_hw: (32, 32),
+            preprocessing: Preprocessing::Caffe,
+            interpolation: Interpolation::Nearest,
+            conventions: Conventions::Keras,
+            trainable: Default::default(),
+            class_names: vec!["a".into(), "b".into()],
+            framing: Default::default(),
+            decoding: Default::default(),
+        };
+        let mut model = Classifier {
+            base: Vgg16::random(&widths, &mut rng, &dev),
+            head: Head::random(8, 4, 2, &mut rng, &dev),
+            spec,
+        };
+        let x: Vec<f32> = (0..2 * 3 * 32 * 32)
+            .map(|_| rng.random_range(-100.0..100.0))
+            .collect();
+        let x = tensor4(&x, [2, 3, 32, 32], &dev);
+        let y = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0., 0., 1.], [2, 2]), &dev);
+        let before = values(&model.base.features(x.clone()));
+        let mut adam = Adam::new(0.05, Conventions::Keras);
+        train_step(&mut model, &mut adam, x.clone(), y);
+        let after = values(&model.base.features(x.clone()));
+        // a copy starts without prepared kernels, so it prepares them from the new weights
+        let fresh = values(&model.clone().base.features(x));
+        assert_eq!(after, fresh);
+        assert_ne!(after, before);
+    }
 }
