@@ -142,18 +142,26 @@ fn eval_report_pictures_subgroups_card_and_explanations() {
     let c = run(&["card", "--model", model.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&c.stdout).contains("## Limits"));
 
-    // Grad-CAM: heat on the coloured ellipse rather than the grey background
+    // Grad-CAM: heat on the coloured ellipse rather than the grey background; the annotated
+    // copies come from the same decode, at the photo's own size; batches of 5 over 12 photos
     let cam_dir = d.path().join("cam");
+    let ann_dir = d.path().join("ann");
     let warm = test.join("warm");
     let e = run(&[
         "predict",
         "--model",
         model.to_str().unwrap(),
+        "--batch",
+        "5",
         "--explain",
         cam_dir.to_str().unwrap(),
+        "--annotate",
+        ann_dir.to_str().unwrap(),
         warm.to_str().unwrap(),
     ]);
     assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    let photos = std::fs::read_dir(&warm).unwrap().count();
+    assert_eq!(String::from_utf8_lossy(&e.stdout).lines().count(), photos);
     let (mut inside, mut outside) = (Vec::new(), Vec::new());
     for i in 0..12 {
         let photo = image::open(warm.join(format!("{i:04}.jpg")))
@@ -163,6 +171,8 @@ fn eval_report_pictures_subgroups_card_and_explanations() {
             .unwrap()
             .to_rgb8();
         assert_eq!(cam.dimensions(), photo.dimensions());
+        let annotated = image::open(ann_dir.join(format!("{i:04}.jpg"))).unwrap();
+        assert_eq!(annotated.width(), photo.width());
         for (p, c) in photo.pixels().zip(cam.pixels()) {
             // heat = how far the blend moved towards red/yellow (jet's hot end) from the photo
             let heat = c.0[0] as f32 - 0.55 * p.0[0] as f32;

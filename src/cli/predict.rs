@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::faces::{DetectorArgs, expand, output_stems, save_annotated};
 use crate::device::Backend;
-use crate::eval::predict::{FacesMode, PhotoView, face_json, predict, predict_faces, whole_json};
+use crate::eval::predict::{FacesMode, PhotoView, face_json, predict_faces, whole_json};
 use crate::faces::annotate::{Mark, annotate};
 use crate::model::saved;
 
@@ -204,59 +204,77 @@ fn run_whole(
     device: &burn::tensor::Device,
 ) -> anyhow::Result<()> {
     let classes = &model.spec.class_names;
-    let bar = crate::progress::items_bar(paths.len() as u64, "predict");
-    let preds = predict(model, paths, a.batch, device, |n| bar.inc(n as u64));
-    bar.finish_and_clear();
-    let mut failed = 0;
-    for p in &preds {
-        match (&p.probs, p.label()) {
-            (Ok(probs), Some(_)) if a.json => {
-                println!(
-                    "{}",
-                    whole_json(&p.path.display().to_string(), classes, probs)
-                );
-            }
-            (Ok(probs), Some(label)) => {
-                let (_, text) = label_text(classes, probs);
-                println!(
-                    "{}  {text}  ({})",
-                    p.path.display(),
-                    others_text(classes, probs, label)
-                );
-            }
-            (Err(e), _) => {
-                failed += 1;
-                eprintln!("error: {e}");
-            }
-            _ => {}
-        }
-    }
     let stems = output_stems(paths);
+    let bar = crate::progress::items_bar(paths.len() as u64, "predict");
+    let (mut failed, mut done) = (0, 0);
+    // each image is decoded once: its prediction, annotated copy and heat map come from it
+    crate::eval::predict::predict_batches(
+        model,
+        paths,
+        a.batch,
+        a.annotate.is_some(),
+        device,
+        |b| -> anyhow::Result<()> {
+            let stems = &stems[done..done + b.predictions.len()];
+            done += b.predictions.len();
+            bar.suspend(|| {
+                for p in &b.predictions {
+                    match (&p.probs, p.label()) {
+                        (Ok(probs), Some(_)) if a.json => {
+                            println!(
+                                "{}",
+                                whole_json(&p.path.display().to_string(), classes, probs)
+                            );
+                        }
+                        (Ok(probs), Some(label)) => {
+                            let (_, text) = label_text(classes, probs);
+                            println!(
+                                "{}  {text}  ({})",
+                                p.path.display(),
+                                others_text(classes, probs, label)
+                            );
+                        }
+                        (Err(e), _) => {
+                            failed += 1;
+                            eprintln!("error: {e}");
+                        }
+                        _ => {}
+                    }
+                }
+            });
+            if let Some(dir) = &a.annotate {
+                annotate_whole(model, &b, stems, dir)?;
+            }
+            if let Some(dir) = &a.explain {
+                explain_whole(model, &b, stems, dir, device)?;
+            }
+            bar.inc(b.predictions.len() as u64);
+            Ok(())
+        },
+    )?;
+    bar.finish_and_clear();
     if let Some(dir) = &a.annotate {
-        annotate_whole(model, &preds, &stems, dir)?;
+        eprintln!("annotated images written to {}", dir.display());
     }
     if let Some(dir) = &a.explain {
-        explain_whole(model, &preds, &stems, dir, a.batch, device)?;
+        eprintln!("Grad-CAM heat maps written to {}", dir.display());
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} images could not be read", preds.len());
+        anyhow::bail!("{failed} of {} images could not be read", paths.len());
     }
     Ok(())
 }
 
-/// Whole-image mode: the label written in a box around the whole picture.
+/// Whole-image mode: the label written in a box around the whole picture, for one batch.
 fn annotate_whole(
     model: &crate::model::Classifier,
-    preds: &[crate::eval::predict::Prediction],
+    b: &crate::eval::predict::PredictedBatch,
     stems: &[String],
     dir: &Path,
 ) -> anyhow::Result<()> {
     let classes = &model.spec.class_names;
-    for (p, stem) in preds.iter().zip(stems) {
-        let Ok(probs) = &p.probs else { continue };
-        let Ok(img) =
-            crate::data::decode::decode_rgb(&p.path, crate::data::decode::DEFAULT_PIXEL_LIMIT)
-        else {
+    for ((p, img), stem) in b.predictions.iter().zip(&b.originals).zip(stems) {
+        let (Ok(probs), Some(img)) = (&p.probs, img) else {
             continue;
         };
         let (l, text) = label_text(classes, probs);
@@ -266,7 +284,7 @@ fn annotate_whole(
             landmarks: [[0.0; 2]; 5],
         };
         let (drawn, warning) = annotate(
-            &img,
+            img,
             &[Mark {
                 face,
                 label: Some(text),
@@ -279,43 +297,36 @@ fn annotate_whole(
         }
         save_annotated(dir, stem, &drawn)?;
     }
-    eprintln!("annotated images written to {}", dir.display());
     Ok(())
 }
 
+/// Whole-image mode: a Grad-CAM heat map of each image of one batch, for its predicted class.
 fn explain_whole(
     model: &crate::model::Classifier,
-    preds: &[crate::eval::predict::Prediction],
+    b: &crate::eval::predict::PredictedBatch,
     stems: &[String],
     dir: &Path,
-    batch: usize,
     device: &burn::tensor::Device,
 ) -> anyhow::Result<()> {
-    let spec = crate::eval::predict::input_spec(model);
-    let ok: Vec<_> = preds
-        .iter()
-        .zip(stems)
-        .filter_map(|(p, s)| p.label().map(|l| (p, l, s)))
-        .collect();
-    for chunk in ok.chunks(batch.max(1)) {
-        let mut images = Vec::new();
-        let mut labels = Vec::new();
-        let mut names = Vec::new();
-        for (p, l, stem) in chunk {
-            if let Ok(img) = spec.load(&p.path) {
-                images.push(img);
-                labels.push(*l);
-                names.push(dir.join(format!("{stem}.gradcam.png")));
-            }
-        }
-        for (img, path) in crate::eval::gradcam::explain(model, &images, &labels, device)
-            .into_iter()
-            .zip(names)
-        {
-            img.save(&path)
-                .with_context(|| format!("writing {}", path.display()))?;
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    let mut names = Vec::new();
+    for ((p, img), stem) in b.predictions.iter().zip(&b.framed).zip(stems) {
+        if let (Some(label), Some(img)) = (p.label(), img) {
+            images.push(img.clone());
+            labels.push(label);
+            names.push(dir.join(format!("{stem}.gradcam.png")));
         }
     }
-    eprintln!("Grad-CAM heat maps written to {}", dir.display());
+    if images.is_empty() {
+        return Ok(());
+    }
+    for (img, path) in crate::eval::gradcam::explain(model, &images, &labels, device)
+        .into_iter()
+        .zip(names)
+    {
+        img.save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

@@ -112,15 +112,51 @@ pub fn predict(
     device: &Device,
     mut on_done: impl FnMut(usize),
 ) -> Vec<Prediction> {
-    let spec = input_spec(model);
     let mut out = Vec::with_capacity(paths.len());
+    predict_batches(model, paths, batch, false, device, |b| {
+        on_done(b.predictions.len());
+        out.extend(b.predictions);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    out
+}
+
+/// One batch of [`predict_batches`]: its predictions and the images they came from, each
+/// decoded once (`None` where it could not be read).
+pub struct PredictedBatch {
+    pub predictions: Vec<Prediction>,
+    /// At the model's input size, as the model saw them (for Grad-CAM).
+    pub framed: Vec<Option<RgbImage>>,
+    /// As decoded, before resizing (empty unless asked for; for annotated copies).
+    pub originals: Vec<Option<RgbImage>>,
+}
+
+/// [`predict`] a batch at a time, handing each batch to `on_batch` with its decoded images, so
+/// that Grad-CAM and annotated copies need no second decode. Stops at `on_batch`'s first error.
+pub fn predict_batches<E>(
+    model: &Classifier,
+    paths: &[PathBuf],
+    batch: usize,
+    keep_originals: bool,
+    device: &Device,
+    mut on_batch: impl FnMut(PredictedBatch) -> Result<(), E>,
+) -> Result<(), E> {
+    let spec = input_spec(model);
+    let classes = model.head.classes();
     for chunk in paths.chunks(batch.max(1)) {
-        let decoded: Vec<_> = chunk.par_iter().map(|p| spec.load(p)).collect();
-        let good: Vec<_> = decoded
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
+        let decoded: Vec<Result<(RgbImage, Option<RgbImage>), DecodeError>> = chunk
+            .par_iter()
+            .map(|p| {
+                let img = decode_rgb_as(p, spec.pixel_limit, spec.decoding)?;
+                let original = keep_originals.then(|| img.clone());
+                Ok((spec.frame_whole(img), original))
+            })
             .collect();
-        let classes = model.head.classes();
+        let good: Vec<RgbImage> = decoded
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|(framed, _)| framed.clone()))
+            .collect();
         let mut rows = if good.is_empty() {
             Vec::new()
         } else {
@@ -130,20 +166,37 @@ pub fn predict(
                 .collect()
         }
         .into_iter();
+        let mut out = PredictedBatch {
+            predictions: Vec::with_capacity(chunk.len()),
+            framed: Vec::with_capacity(chunk.len()),
+            originals: Vec::new(),
+        };
         for (path, r) in chunk.iter().zip(decoded) {
-            let logits = match r {
-                Ok(_) => rows.next().unwrap_or_default(),
-                Err(_) => Vec::new(),
+            let (probs, logits, framed, original) = match r {
+                Ok((framed, original)) => {
+                    let logits = rows.next().unwrap_or_default();
+                    (
+                        Ok(super::metrics::sigmoid(&logits)),
+                        logits,
+                        Some(framed),
+                        original,
+                    )
+                }
+                Err(e) => (Err(e), Vec::new(), None, None),
             };
-            out.push(Prediction {
+            out.predictions.push(Prediction {
                 path: path.clone(),
-                probs: r.map(|_| super::metrics::sigmoid(&logits)),
+                probs,
                 logits,
             });
+            out.framed.push(framed);
+            if keep_originals {
+                out.originals.push(original);
+            }
         }
-        on_done(chunk.len());
+        on_batch(out)?;
     }
-    out
+    Ok(())
 }
 
 /// One face of a photo and the model's probabilities for it.
