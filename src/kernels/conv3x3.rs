@@ -7,39 +7,8 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, Threads, matmul};
-
-/// The shape one convolution works on: `n` images of `h x w` pixels, `cin` channels in,
-/// `cout` channels out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cin: usize,
-    pub cout: usize,
-}
-
-impl ConvShape {
-    pub fn pixels(&self) -> usize {
-        self.n * self.h * self.w
-    }
-    /// Columns of the patch matrix (rows of the packed kernel).
-    pub fn depth(&self) -> usize {
-        9 * self.cin
-    }
-    /// Multiply-adds x 2 of one forward pass.
-    pub fn flops(&self) -> f64 {
-        2.0 * self.pixels() as f64 * self.depth() as f64 * self.cout as f64
-    }
-    /// The same pixels with the channel counts swapped (the input-gradient convolution).
-    fn transposed(&self) -> ConvShape {
-        ConvShape {
-            cin: self.cout,
-            cout: self.cin,
-            ..*self
-        }
-    }
-}
+pub use super::shape::ConvShape;
+use super::shape::bias_relu;
 
 /// Output pixels per block: about 2 MB of patch matrix, at least 128 rows so the kernel's
 /// packing is shared by enough of them.
@@ -119,12 +88,7 @@ pub fn forward(
                 Threads::Serial,
             );
             for px in dst.chunks_exact_mut(cout) {
-                if let Some(b) = bias {
-                    px.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-                }
-                if relu {
-                    px.iter_mut().for_each(|v| *v = v.max(0.0));
-                }
+                bias_relu(px, bias, relu);
             }
         },
     );

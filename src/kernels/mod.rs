@@ -11,6 +11,7 @@ pub mod conv3x3;
 pub mod gemm;
 pub mod layout;
 pub mod pool;
+pub mod shape;
 pub mod winograd;
 pub mod winograd_batch;
 

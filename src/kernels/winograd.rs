@@ -8,8 +8,8 @@
 
 use rayon::prelude::*;
 
-use super::conv3x3::ConvShape;
 use super::gemm::{MatRef, Threads, matmul};
+use super::shape::{ConvShape, bias_relu, check_winograd_operands};
 
 /// Winograd's kernel matrix of F(2x2, 3x3).
 pub(super) const G: [[f32; 3]; 4] = [
@@ -103,16 +103,7 @@ pub fn fills_products(s: ConvShape) -> bool {
 /// `y = act(conv(x) + bias)` with `u` from [`transform_kernel`]; same contract as
 /// `conv3x3::forward`.
 pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
-    assert_eq!(
-        x.len(),
-        s.pixels() * s.cin,
-        "conv input does not match its shape"
-    );
-    assert_eq!(
-        u.len(),
-        16 * s.cin * s.cout,
-        "winograd kernel does not match its shape"
-    );
+    check_winograd_operands(x, s, u);
     let (h, w, cin, cout) = (s.h, s.w, s.cin, s.cout);
     let mut y = vec![0.0f32; s.pixels() * cout];
     if y.is_empty() {
@@ -197,12 +188,7 @@ fn tile_rows(
             if oy < rows_here && ox < w {
                 let out = &mut dst[(oy * w + ox) * cout..][..cout];
                 out.copy_from_slice(px);
-                if let Some(b) = bias {
-                    out.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-                }
-                if relu {
-                    out.iter_mut().for_each(|o| *o = o.max(0.0));
-                }
+                bias_relu(out, bias, relu);
             }
         });
     }

@@ -18,9 +18,9 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use super::conv3x3::ConvShape;
 use super::gemm::{MatRef, Threads, matmul};
 use super::layout::split_planes;
+use super::shape::{ConvShape, bias_relu, check_winograd_operands};
 use super::winograd::{G, input_tile, output_tile};
 
 /// Largest tile buffer of one group, in floats (32 MiB).
@@ -146,16 +146,7 @@ const A: [[f32; 2]; 4] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
 /// `y = act(conv(x) + bias)` with `u` from `winograd::transform_kernel`; same contract as
 /// `conv3x3::forward`.
 pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
-    assert_eq!(
-        x.len(),
-        s.pixels() * s.cin,
-        "conv input does not match its shape"
-    );
-    assert_eq!(
-        u.len(),
-        16 * s.cin * s.cout,
-        "winograd kernel does not match its shape"
-    );
+    check_winograd_operands(x, s, u);
     let (h, w, cin, cout) = (s.h, s.w, s.cin, s.cout);
     let (th, tw) = tiles_per_image(s);
     let mut y = vec![0.0f32; s.pixels() * cout];
@@ -194,12 +185,7 @@ pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: b
                         if oy < h && ox < w {
                             let out = &mut y_img[(oy * w + ox) * cout..][..cout];
                             out.copy_from_slice(px);
-                            if let Some(b) = bias {
-                                out.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-                            }
-                            if relu {
-                                out.iter_mut().for_each(|o| *o = o.max(0.0));
-                            }
+                            bias_relu(out, bias, relu);
                         }
                     });
                 }
