@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::{Device, Tensor};
 
 use super::architecture::{ConvLayer, conv_shapes, pool_after};
-use super::layers::{tensor1, tensor2, tensor4, values};
+use super::layers::{tensor_from_vec, tensor2, tensor4, values};
 use crate::kernels::conv3x3::{self, ConvShape};
 use crate::kernels::{layout, pool};
 
@@ -271,12 +271,12 @@ impl Tape {
                 (j > 0).then_some(&saved.kernel),
             );
             out.push((
-                tensor4(
-                    &layout::unpack_kernel(&g.kernel, s.cout, s.cin),
+                tensor_from_vec(
+                    layout::unpack_kernel(&g.kernel, s.cout, s.cin),
                     [s.cout, s.cin, 3, 3],
                     device,
                 ),
-                tensor1(&g.bias, device),
+                tensor_from_vec(g.bias, [s.cout], device),
             ));
             if let Some(gx) = g.input {
                 grad = gx;

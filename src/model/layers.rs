@@ -42,6 +42,15 @@ pub fn tensor4(v: &[f32], shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
 }
 
+/// A tensor that takes `v`'s buffer (no copy on the CPU).
+pub fn tensor_from_vec<const D: usize>(
+    v: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
 /// Copies a tensor's values out as f32, whatever its device.
 pub fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     let data = t.to_data();

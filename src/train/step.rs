@@ -139,7 +139,10 @@ pub fn train_step_from_prefix(
     opt.begin_step();
     fn apply<const D: usize>(opt: &mut Adam, name: &str, p: &mut Tensor<D>, g: Option<Tensor<D>>) {
         if let Some(g) = g {
-            *p = opt.update(name, p.clone(), g);
+            // taken out rather than cloned: a parameter nothing else holds is updated in its
+            // own buffer, without a copy
+            let taken = std::mem::replace(p, Tensor::empty([0; D], &g.device()));
+            *p = opt.update(name, taken, g);
         }
     }
     for (j, (gw, gb)) in g.convs.into_iter().enumerate() {
