@@ -3,37 +3,14 @@
 
 use rayon::prelude::*;
 
-/// NCHW -> NHWC.
+/// NCHW -> NHWC: each image's `[c][h * w]` transposed, in cache-sized blocks.
 pub fn nchw_to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    out.par_chunks_mut((h * w * c).max(1))
-        .zip(x.par_chunks((c * h * w).max(1)))
-        .take(n)
-        .for_each(|(dst, src)| {
-            for ci in 0..c {
-                let plane = &src[ci * h * w..(ci + 1) * h * w];
-                for (p, &v) in plane.iter().enumerate() {
-                    dst[p * c + ci] = v;
-                }
-            }
-        });
-    out
+    transpose_planes(x, n, c, h * w, |img| img)
 }
 
-/// NHWC -> NCHW.
+/// NHWC -> NCHW: each image's `[h * w][c]` transposed, in cache-sized blocks.
 pub fn nhwc_to_nchw(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    out.par_chunks_mut((c * h * w).max(1))
-        .zip(x.par_chunks((h * w * c).max(1)))
-        .take(n)
-        .for_each(|(dst, src)| {
-            for (p, px) in src.chunks_exact(c).enumerate() {
-                for (ci, &v) in px.iter().enumerate() {
-                    dst[ci * h * w + p] = v;
-                }
-            }
-        });
-    out
+    transpose_planes(x, n, h * w, c, |img| img)
 }
 
 /// OIHW 3x3 kernel -> `[9 * in, out]`, row `(dy * 3 + dx) * in + i`: the right-hand matrix
