@@ -70,16 +70,7 @@ pub(super) fn run_epoch(
         last: s.run.last(),
         run: s.run.0.clone(),
     };
-    let pass = train_pass(
-        &mut l.model,
-        &mut l.adam,
-        l.caches.as_mut().map(|(t, _)| t),
-        &feed,
-        &order,
-        &mut l.bad_train,
-        &bar,
-        &interrupted,
-    )?;
+    let pass = train_pass(l, &feed, &order, &bar, &interrupted)?;
     bar.finish_and_clear();
     let train_secs = t_epoch.elapsed().as_secs_f64();
     if !pass.worst_loss.is_finite() {
@@ -106,15 +97,7 @@ pub(super) fn run_epoch(
             _ => log.line("--bn-recalibrate needs the feature cache; skipped this epoch"),
         }
     }
-    let (val_loss, val_acc) = validate(
-        &l.model,
-        s.valid_set,
-        s.pipeline,
-        s.bad_log,
-        &mut l.bad_valid,
-        l.caches.as_mut().map(|(_, v)| v),
-        s.device,
-    )?;
+    let (val_loss, val_acc) = validate(s, l)?;
     Ok(EpochRecord {
         epoch,
         train_loss: pass.loss_sum / pass.seen.max(1) as f64,
@@ -151,18 +134,22 @@ struct Pass {
 
 /// One epoch of optimisation steps over `order`: from the feature cache when every image is
 /// in it, else decoded by the pipeline (filling the cache on the way). Images that could not be
-/// read join `bad`. Stops at a non-finite loss, or with `interrupted()` after Ctrl-C.
-#[allow(clippy::too_many_arguments)]
+/// read join the learner's bad training images. Stops at a non-finite loss, or with `interrupted()` after Ctrl-C.
 fn train_pass(
-    model: &mut Classifier,
-    adam: &mut Adam,
-    mut cache: Option<&mut FeatureCache>,
+    l: &mut Learner,
     feed: &Feed<'_>,
     order: &[usize],
-    bad: &mut HashSet<usize>,
     bar: &indicatif::ProgressBar,
     interrupted: &dyn Fn() -> TrainError,
 ) -> Result<Pass, TrainError> {
+    let Learner {
+        model,
+        adam,
+        caches,
+        bad_train: bad,
+        ..
+    } = l;
+    let mut cache = caches.as_mut().map(|(t, _)| t);
     let device = feed.device;
     let mut pass = Pass {
         loss_sum: 0.0,
@@ -334,16 +321,19 @@ pub(crate) fn count_correct(logits: &[f32], labels: &[usize], classes: usize) ->
         .count()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn validate(
-    model: &Classifier,
-    set: &LabeledSet,
-    pipeline: &Pipeline,
-    bad_log: &BadImageLog,
-    bad: &mut HashSet<usize>,
-    mut cache: Option<&mut FeatureCache>,
-    device: &Device,
-) -> Result<(f64, f64), TrainError> {
+/// Validation loss and accuracy over the validation set: from its feature cache when every
+/// image is in it, else through the pipeline (filling the cache). Images that could not be read
+/// join the learner's bad validation images.
+fn validate(s: &Session<'_>, l: &mut Learner) -> Result<(f64, f64), TrainError> {
+    let (set, pipeline, bad_log, device) = (s.valid_set, s.pipeline, s.bad_log, s.device);
+    let Learner {
+        model,
+        caches,
+        bad_valid: bad,
+        ..
+    } = l;
+    let model = &*model;
+    let mut cache = caches.as_mut().map(|(_, v)| v);
     let order: Vec<usize> = (0..set.samples.len()).collect();
     let classes = model.head.classes();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
