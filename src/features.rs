@@ -32,26 +32,12 @@ pub fn extract(
     for chunk in paths.chunks(batch.max(1)) {
         let decoded: Vec<Result<RgbImage, DecodeError>> =
             chunk.par_iter().map(|p| spec.load(p)).collect();
-        let good: Vec<RgbImage> = decoded
-            .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
-            .collect();
-        let mut feats = if good.is_empty() {
-            Vec::new()
-        } else {
-            let f = base.features(spec.batch(&good, device));
-            let dim = f.dims()[1];
-            values(&f).chunks(dim).map(<[f32]>::to_vec).collect()
-        }
-        .into_iter();
-        for (path, r) in chunk.iter().zip(decoded) {
-            let features = match r {
-                Ok(_) => Ok(feats.next().unwrap_or_default()),
-                Err(e) => Err(e),
-            };
+        let images: Vec<Option<&RgbImage>> = decoded.iter().map(|r| r.as_ref().ok()).collect();
+        let rows = spec.rows(&images, device, |x| values(&base.features(x)));
+        for ((path, r), row) in chunk.iter().zip(decoded).zip(rows) {
             out.push(ImageFeatures {
                 path: path.clone(),
-                features,
+                features: r.map(|_| row.unwrap_or_default()),
             });
         }
         on_done(chunk.len());

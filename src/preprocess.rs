@@ -73,6 +73,26 @@ impl InputSpec {
         )
     }
 
+    /// The model's rows for a batch of images at the input size, some missing (`None`: not
+    /// decoded): the present ones go through `run` as one preprocessed batch, whose output
+    /// (`[images, width]` row-major) is split back, one row for each present image. The one way
+    /// from decoded images to model outputs for `predict` and `features`.
+    pub fn rows(
+        &self,
+        images: &[Option<&RgbImage>],
+        device: &Device,
+        run: impl FnOnce(Tensor<4>) -> Vec<f32>,
+    ) -> Vec<Option<Vec<f32>>> {
+        let present: Vec<RgbImage> = images.iter().flatten().map(|&i| i.clone()).collect();
+        if present.is_empty() {
+            return vec![None; images.len()];
+        }
+        let out = run(self.batch(&present, device));
+        let width = out.len() / present.len();
+        let mut rows = out.chunks(width.max(1)).map(<[f32]>::to_vec);
+        images.iter().map(|i| i.and_then(|_| rows.next())).collect()
+    }
+
     /// A preprocessed NCHW batch from images already at the input size.
     pub fn batch(&self, images: &[RgbImage], device: &Device) -> Tensor<4> {
         let plane = 3 * self.height * self.width;
@@ -199,6 +219,37 @@ pub fn parse_input_size(s: &str) -> Result<(usize, usize), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows go back to the images they came from; a missing image gets none and takes none.
+    #[test]
+    fn rows_skip_missing_images_and_keep_order() {
+        let spec = InputSpec {
+            height: 2,
+            width: 3,
+            preprocessing: Preprocessing::Caffe,
+            interpolation: Interpolation::Nearest,
+            pixel_limit: crate::data::decode::DEFAULT_PIXEL_LIMIT,
+            decoding: Default::default(),
+        };
+        let img = |v: u8| RgbImage::from_pixel(3, 2, image::Rgb([v, v, v]));
+        let (a, b) = (img(10), img(200));
+        let rows = spec.rows(&[Some(&a), None, Some(&b)], &Device::flex(), |x| {
+            // each image's row: its mean red-channel value after preprocessing, and its index
+            let v = crate::model::layers::values(&x);
+            let plane = 6;
+            (0..x.dims()[0])
+                .flat_map(|i| [v[i * 3 * plane + 2 * plane], i as f32])
+                .collect()
+        });
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0], Some(vec![10.0 - 123.68, 0.0]));
+        assert_eq!(rows[1], None);
+        assert_eq!(rows[2], Some(vec![200.0 - 123.68, 1.0]));
+        assert_eq!(
+            spec.rows(&[None, None], &Device::flex(), |_| Vec::new()),
+            vec![None, None]
+        );
+    }
 
     #[test]
     fn caffe_flips_to_bgr_and_subtracts_means() {

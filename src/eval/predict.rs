@@ -143,7 +143,6 @@ pub fn predict_batches<E>(
     mut on_batch: impl FnMut(PredictedBatch) -> Result<(), E>,
 ) -> Result<(), E> {
     let spec = input_spec(model);
-    let classes = model.head.classes();
     for chunk in paths.chunks(batch.max(1)) {
         let decoded: Vec<Result<(RgbImage, Option<RgbImage>), DecodeError>> = chunk
             .par_iter()
@@ -153,28 +152,23 @@ pub fn predict_batches<E>(
                 Ok((spec.frame_whole(img), original))
             })
             .collect();
-        let good: Vec<RgbImage> = decoded
+        let framed: Vec<Option<&RgbImage>> = decoded
             .iter()
-            .filter_map(|r| r.as_ref().ok().map(|(framed, _)| framed.clone()))
+            .map(|r| r.as_ref().ok().map(|(framed, _)| framed))
             .collect();
-        let mut rows = if good.is_empty() {
-            Vec::new()
-        } else {
-            values(&model.logits(spec.batch(&good, device)))
-                .chunks(classes)
-                .map(<[f32]>::to_vec)
-                .collect()
-        }
-        .into_iter();
+        let mut rows = spec
+            .rows(&framed, device, |x| values(&model.logits(x)))
+            .into_iter();
         let mut out = PredictedBatch {
             predictions: Vec::with_capacity(chunk.len()),
             framed: Vec::with_capacity(chunk.len()),
             originals: Vec::new(),
         };
         for (path, r) in chunk.iter().zip(decoded) {
+            let row = rows.next().flatten();
             let (probs, logits, framed, original) = match r {
                 Ok((framed, original)) => {
-                    let logits = rows.next().unwrap_or_default();
+                    let logits = row.unwrap_or_default();
                     (
                         Ok(super::metrics::sigmoid(&logits)),
                         logits,
