@@ -21,9 +21,13 @@ cols = ["faceattr", "burn conv", "PyTorch", "Keras"]
 rows = [json.loads(a) for a in sys.argv[1:]]
 keys = [("w1_b12_img_s", "W1 base forward, batch 12"), ("w1_b32_img_s", "W1 base forward, batch 32"),
         ("w2_b12_img_s", "W2 reference training step, batch 12"), ("w3_b12_img_s", "W3 step from cached block4, batch 12")]
-print(f"{'images/s':<40}" + "".join(f"{c:>12}" for c in cols))
+print(f"{'images/s':<40}" + "".join(f"{c:>12}" for c in cols) + f"{'vs best peer':>14}")
 for k, name in keys:
-    print(f"{name:<40}" + "".join(f"{r.get(k, float('nan')):>12.2f}" for r in rows))
+    vals = [r.get(k, float('nan')) for r in rows]
+    peers = [v for v in vals[2:] if v == v]
+    ratio = f"{vals[0] / max(peers):>13.2f}x" if peers and vals[0] == vals[0] else f"{'-':>14}"
+    print(f"{name:<40}" + "".join(f"{v:>12.2f}" for v in vals) + ratio)
 print(f"faceattr's kernels: {rows[0]['peak_gflops']:.0f} GFLOP/s matrix-product peak (gemm); "
-      "'burn conv' is faceattr with burn-flex's own convolution (--kernels burn)")
+      "'burn conv' is faceattr with burn-flex's own convolution (--kernels burn); "
+      "'vs best peer' is faceattr over the better of PyTorch and Keras in this run")
 PY
