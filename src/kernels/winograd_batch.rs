@@ -3,8 +3,8 @@
 //!
 //! Block5's 13x11 pixels give 42 tiles an image, too few to fill a product on their own
 //! (`winograd::forward` works an image at a time); here the tiles of a group of images are
-//! transformed together, and each of the 16 planes
-//! is one product over all of them; the buffers are plane-major `[16][tiles][channels]`. The backward pass:
+//! transformed together, and each of the 16 planes is one product over all of them (the
+//! buffers are plane-major, `[16][tiles][channels]`). The backward pass:
 //! - input gradient: the same forward with the kernel turned 180 degrees and in/out swapped;
 //! - kernel gradient: `U = G g G^T` makes the gradient of `g` equal to
 //!   `G^T (sum over tiles of V ⊙ (A dz A^T)) G`, so it is 16 products `V^T . Z` over the
