@@ -14,29 +14,53 @@ pub fn nhwc_to_nchw(x: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
 }
 
 /// OIHW 3x3 kernel -> `[9 * in, out]`, row `(dy * 3 + dx) * in + i`: the right-hand matrix
-/// of the forward convolution. Sixteen input channels a job, so each job reads the kernel in
-/// runs of 144 values and writes 144 rows a column at a time.
+/// of the forward convolution.
 pub fn pack_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
+    per_kernel_planes(w, out_ch, in_ch, |g: &[f32]| {
+        std::array::from_fn::<f32, 9, _>(|t| g[t])
+    })
+}
+
+/// `P` planes `[P][in][out]` from an OIHW 3x3 kernel: element `(q, i, o)` is value `q` of
+/// `values(kernel o <- i)` (its 9 taps, row-major). Sixteen input channels a job; within a
+/// job, sixteen output channels at a time go through a small buffer and are written out as
+/// whole 64-byte runs (the planes lie a power of two apart, so writing them a value at a time
+/// thrashes the cache). Packing (`P` = 9) and Winograd's transform (`P` = 16) both use it.
+pub fn per_kernel_planes<const P: usize>(
+    w: &[f32],
+    out_ch: usize,
+    in_ch: usize,
+    values: impl Fn(&[f32]) -> [f32; P] + Sync,
+) -> Vec<f32> {
     const IB: usize = 16;
-    let mut p = vec![0.0; w.len()];
-    if p.is_empty() {
-        return p;
+    const OB: usize = 16;
+    let mut planes_out = vec![0.0f32; P * in_ch * out_ch];
+    if planes_out.is_empty() {
+        return planes_out;
     }
-    split_planes(&mut p, in_ch, out_ch, IB)
+    split_planes(&mut planes_out, in_ch, out_ch, IB)
         .into_par_iter()
         .enumerate()
-        .for_each(|(k, mut taps)| {
-            let ib = taps[0].len() / out_ch;
-            for o in 0..out_ch {
-                let src = &w[(o * in_ch + k * IB) * 9..][..ib * 9];
-                for (di, tap_values) in src.chunks_exact(9).enumerate() {
-                    for (tap, &v) in taps.iter_mut().zip(tap_values) {
-                        tap[di * out_ch + o] = v;
+        .for_each(|(k, mut planes)| {
+            let ib = planes[0].len() / out_ch;
+            let mut block = [[0.0f32; OB]; P];
+            for o0 in (0..out_ch).step_by(OB) {
+                let ob = OB.min(out_ch - o0);
+                for di in 0..ib {
+                    let i = k * IB + di;
+                    for oo in 0..ob {
+                        let g = &w[((o0 + oo) * in_ch + i) * 9..][..9];
+                        for (q, v) in values(g).into_iter().enumerate() {
+                            block[q][oo] = v;
+                        }
+                    }
+                    for (plane, row) in planes.iter_mut().zip(&block) {
+                        plane[di * out_ch + o0..][..ob].copy_from_slice(&row[..ob]);
                     }
                 }
             }
         });
-    p
+    planes_out
 }
 
 /// OIHW 3x3 kernel -> the OIHW kernel of the input-gradient convolution (`in` outputs,

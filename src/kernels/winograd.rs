@@ -20,39 +20,8 @@ pub(super) const G: [[f32; 3]; 4] = [
 ];
 
 /// The transformed kernel `U = G g G^T`, laid out `[16][in][out]`, from an OIHW 3x3 kernel.
-/// Sixteen input channels a job; within a job, sixteen output channels at a time are
-/// transformed into a small buffer and written out as whole 64-byte runs (the 16 planes lie a
-/// power of two apart, so writing them a value at a time thrashes the cache).
 pub fn transform_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    const IB: usize = 16;
-    const OB: usize = 16;
-    let mut u = vec![0.0f32; 16 * in_ch * out_ch];
-    if u.is_empty() {
-        return u;
-    }
-    super::layout::split_planes(&mut u, in_ch, out_ch, IB)
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(k, mut planes)| {
-            let ib = planes[0].len() / out_ch;
-            let mut block = [[0.0f32; OB]; 16];
-            for o0 in (0..out_ch).step_by(OB) {
-                let ob = OB.min(out_ch - o0);
-                for di in 0..ib {
-                    let i = k * IB + di;
-                    for oo in 0..ob {
-                        let g = &w[((o0 + oo) * in_ch + i) * 9..][..9];
-                        for (xi, v) in transform_one(g).into_iter().enumerate() {
-                            block[xi][oo] = v;
-                        }
-                    }
-                    for (plane, values) in planes.iter_mut().zip(&block) {
-                        plane[di * out_ch + o0..][..ob].copy_from_slice(&values[..ob]);
-                    }
-                }
-            }
-        });
-    u
+    super::layout::per_kernel_planes(w, out_ch, in_ch, transform_one)
 }
 
 /// `G g G^T` of one 3x3 kernel `g` (row-major), as 16 values `a * 4 + b`. `G`'s rows are

@@ -77,18 +77,10 @@ fn transform_inputs(x: &[f32], s: ConvShape, images: std::ops::Range<usize>, v: 
         .into_par_iter()
         .enumerate()
         .for_each_init(Vec::new, |d, (j, mut planes)| {
-            let img = images.start + j;
+            let img = &x[(images.start + j) * h * w * c..][..h * w * c];
             d.resize(16 * c, 0.0);
             for t in 0..th * tw {
-                input_tile(
-                    &x[img * h * w * c..][..h * w * c],
-                    h,
-                    w,
-                    c,
-                    t / tw,
-                    t % tw,
-                    d,
-                );
+                input_tile(img, h, w, c, t / tw, t % tw, d);
                 for (xi, plane) in planes.iter_mut().enumerate() {
                     plane[t * c..][..c].copy_from_slice(&d[xi * c..][..c]);
                 }
