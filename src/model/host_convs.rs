@@ -91,38 +91,29 @@ pub struct PreparedLayer {
 }
 
 impl PreparedKernels {
+    /// The store, locked. A poisoned lock only means another thread panicked while inserting:
+    /// the map still holds complete entries.
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<LayerAt, Arc<PreparedLayer>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Layer `index`'s kernel prepared for inputs of shape `s`, from the store or made now.
     fn get(&self, index: usize, conv: &ConvLayer, s: ConvShape) -> Arc<PreparedLayer> {
         let key = (index, s.h, s.w);
-        // a poisoned lock only means another thread panicked while inserting: the map is
-        // still a valid map of complete entries
-        let lookup = |map: &Self| {
-            map.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned()
-        };
-        if let Some(found) = lookup(self) {
+        if let Some(found) = self.map().get(&key).cloned() {
             return found;
         }
         let made = Arc::new(PreparedLayer {
             kernel: conv3x3::Prepared::new(&values(&conv.weight), s),
             bias: values(&conv.bias),
         });
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, made.clone());
+        self.map().insert(key, made.clone());
         made
     }
 
     /// Drops what was prepared from layer `index`'s old tensors.
     pub fn forget(&self, index: usize) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|&(layer, _, _), _| layer != index);
+        self.map().retain(|&(layer, _, _), _| layer != index);
     }
 }
 
@@ -134,8 +125,7 @@ impl Clone for PreparedKernels {
 
 impl std::fmt::Debug for PreparedKernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
-        write!(f, "PreparedKernels({n} prepared)")
+        write!(f, "PreparedKernels({} prepared)", self.map().len())
     }
 }
 
