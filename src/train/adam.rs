@@ -79,23 +79,21 @@ impl Adam {
 
     /// The update as tensor operations on the parameter's device.
     fn update_tensors(&mut self, name: &str, param: Tensor<1>, g: Tensor<1>, t: i32) -> Tensor<1> {
-        let (b1, b2) = (self.beta1, self.beta2);
+        let s = StepScalars::new(self, t);
         let (m, v) = match self.moments.remove(name) {
             Some(mv) => mv,
             None => (g.zeros_like(), g.zeros_like()),
         };
-        let m = m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
-        let v = v.mul_scalar(b2) + (g.clone() * g).mul_scalar(1.0 - b2);
-        let eps = self.conventions.adam_epsilon();
-        let delta = match self.conventions {
+        let m = m.mul_scalar(s.b1) + g.clone().mul_scalar(s.one_minus_b1);
+        let v = v.mul_scalar(s.b2) + (g.clone() * g).mul_scalar(s.one_minus_b2);
+        let delta = match s.conventions {
             Conventions::Keras => {
-                let alpha = self.lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
-                (m.clone() / v.clone().sqrt().add_scalar(eps)).mul_scalar(alpha)
+                (m.clone() / v.clone().sqrt().add_scalar(s.eps)).mul_scalar(s.rate)
             }
             Conventions::Torch => {
-                let m_hat = m.clone().div_scalar(1.0 - b1.powi(t));
-                let v_hat = v.clone().div_scalar(1.0 - b2.powi(t));
-                (m_hat / v_hat.sqrt().add_scalar(eps)).mul_scalar(self.lr)
+                let m_hat = m.clone().div_scalar(s.c1);
+                let v_hat = v.clone().div_scalar(s.c2);
+                (m_hat / v_hat.sqrt().add_scalar(s.eps)).mul_scalar(s.rate)
             }
         };
         self.moments.insert(name.to_string(), (m, v));
@@ -111,7 +109,8 @@ fn host_vec(t: Tensor<1>) -> Vec<f32> {
     data.try_into_vec::<f32>().unwrap_or_default()
 }
 
-/// The scalars of one step, as f32 (what the tensor path's scalar operations use).
+/// The scalars of one step, as f32 (what a tensor's scalar operations would make of them),
+/// for both the fused pass and the tensor path.
 struct StepScalars {
     conventions: Conventions,
     b1: f32,
