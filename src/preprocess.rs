@@ -83,7 +83,7 @@ impl InputSpec {
         device: &Device,
         run: impl FnOnce(Tensor<4>) -> Vec<f32>,
     ) -> Vec<Option<Vec<f32>>> {
-        let present: Vec<RgbImage> = images.iter().flatten().map(|&i| i.clone()).collect();
+        let present: Vec<&RgbImage> = images.iter().flatten().copied().collect();
         if present.is_empty() {
             return vec![None; images.len()];
         }
@@ -94,12 +94,16 @@ impl InputSpec {
     }
 
     /// A preprocessed NCHW batch from images already at the input size.
-    pub fn batch(&self, images: &[RgbImage], device: &Device) -> Tensor<4> {
+    pub fn batch<I: std::borrow::Borrow<RgbImage> + Sync>(
+        &self,
+        images: &[I],
+        device: &Device,
+    ) -> Tensor<4> {
         let plane = 3 * self.height * self.width;
         let mut data = vec![0.0f32; images.len() * plane];
         data.par_chunks_mut(plane)
             .zip(images.par_iter())
-            .for_each(|(out, img)| self.preprocessing.write_chw(img, out));
+            .for_each(|(out, img)| self.preprocessing.write_chw(img.borrow(), out));
         Tensor::from_data(
             TensorData::new(data, [images.len(), 3, self.height, self.width]),
             device,

@@ -252,7 +252,6 @@ pub fn predict_faces(
     mut on_photo: impl FnMut(PhotoView<'_>),
 ) -> Vec<PhotoPrediction> {
     let spec = input_spec(model);
-    let classes = model.head.classes();
     let mut out = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(batch.max(1)) {
         let framed: Vec<Result<(RgbImage, Vec<FaceCrop>), BadImage>> = chunk
@@ -267,15 +266,15 @@ pub fn predict_faces(
                 Ok((photo, crops))
             })
             .collect();
-        let images: Vec<RgbImage> = framed
+        let images: Vec<Option<&RgbImage>> = framed
             .iter()
             .filter_map(|r| r.as_ref().ok())
-            .flat_map(|(_, crops)| crops.iter().map(|c| c.image.clone()))
+            .flat_map(|(_, crops)| crops.iter().map(|c| Some(&c.image)))
             .collect();
         let mut rows = Vec::with_capacity(images.len());
         for part in images.chunks(batch.max(1)) {
-            let v = values(&model.logits(spec.batch(part, device)));
-            rows.extend(v.chunks(classes).map(<[f32]>::to_vec));
+            let logits = spec.rows(part, device, |x| values(&model.logits(x)));
+            rows.extend(logits.into_iter().flatten());
         }
         let mut rows = rows.into_iter();
         for (path, r) in chunk.iter().zip(framed) {
