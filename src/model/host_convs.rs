@@ -1,34 +1,27 @@
 //! VGG16's convolutions on faceattr's own CPU kernels ([`crate::kernels`]) instead of
 //! burn's: the inference forward of any range of layers, and the trainable suffix's forward
 //! and backward for a training step. Used on the burn-flex device (the CPU) unless turned off
-//! with [`crate::kernels::set_enabled`]; GPU devices keep burn's convolution and autodiff.
+//! with [`crate::kernels::set_enabled`] or a GPU is active ([`super::engine`]).
 //!
 //! Tensors cross the boundary in burn's NCHW layout and are NHWC inside.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Device, Tensor};
 
 use super::architecture::{ConvLayer, conv_shapes, pool_after};
 use super::layers::{tensor_from_vec, tensor2, tensor4, values};
+use super::prepared::PreparedKernels;
 use crate::kernels::conv3x3::{self, ConvShape};
 use crate::kernels::{layout, pool};
 
-/// Whether tensors on `device` run through the host kernels.
-pub fn applies(device: &Device) -> bool {
-    crate::kernels::enabled() && !device.is_autodiff() && *device == Device::flex()
-}
-
 /// NHWC activations of a batch and their shape.
-struct Activations {
-    data: Vec<f32>,
+pub(super) struct Activations {
+    pub data: Vec<f32>,
     /// n, h, w, c
-    dims: [usize; 4],
+    pub dims: [usize; 4],
 }
 
 impl Activations {
-    fn from_tensor(x: &Tensor<4>) -> Self {
+    pub fn from_tensor(x: &Tensor<4>) -> Self {
         let [n, c, h, w] = x.dims();
         Activations {
             data: layout::nchw_to_nhwc(&values(x), [n, c, h, w]),
@@ -36,13 +29,26 @@ impl Activations {
         }
     }
 
-    fn into_tensor(self, device: &Device) -> Tensor<4> {
+    pub fn into_tensor(self, device: &Device) -> Tensor<4> {
         let [n, h, w, c] = self.dims;
         tensor4(
             &layout::nhwc_to_nchw(&self.data, self.dims),
             [n, c, h, w],
             device,
         )
+    }
+
+    /// Global average pooling: the mean over pixels of each image's channels, `[n, c]`.
+    pub fn average_pixels(&self) -> Vec<f32> {
+        let [n, h, w, c] = self.dims;
+        let mut feats = vec![0.0f32; n * c];
+        for (img, f) in feats.chunks_exact_mut(c).enumerate() {
+            for px in self.data[img * h * w * c..(img + 1) * h * w * c].chunks_exact(c) {
+                f.iter_mut().zip(px).for_each(|(f, v)| *f += v);
+            }
+            f.iter_mut().for_each(|f| *f /= (h * w) as f32);
+        }
+        feats
     }
 
     fn shape_into(&self, cout: usize) -> ConvShape {
@@ -73,62 +79,6 @@ fn pool_forward(a: &Activations) -> Activations {
     }
 }
 
-/// Each layer's kernel prepared for the host kernels (with its bias), by layer and input size,
-/// kept between forward passes: preparing VGG16's 13 kernels takes about 40 ms on 2 cores, the
-/// same for every batch while the weights stay the same. Whoever changes a layer's tensors
-/// calls [`PreparedKernels::forget`] (the optimisation step does); a copy of the model starts
-/// with an empty store, since the copy's weights may change on their own.
-#[derive(Default)]
-pub struct PreparedKernels(Mutex<HashMap<LayerAt, Arc<PreparedLayer>>>);
-
-/// A layer index and the input height and width it was prepared for.
-type LayerAt = (usize, usize, usize);
-
-/// A prepared kernel and the layer's bias.
-pub struct PreparedLayer {
-    kernel: conv3x3::Prepared,
-    bias: Vec<f32>,
-}
-
-impl PreparedKernels {
-    /// The store, locked. A poisoned lock only means another thread panicked while inserting:
-    /// the map still holds complete entries.
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<LayerAt, Arc<PreparedLayer>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Layer `index`'s kernel prepared for inputs of shape `s`, from the store or made now.
-    fn get(&self, index: usize, conv: &ConvLayer, s: ConvShape) -> Arc<PreparedLayer> {
-        let key = (index, s.h, s.w);
-        if let Some(found) = self.map().get(&key).cloned() {
-            return found;
-        }
-        let made = Arc::new(PreparedLayer {
-            kernel: conv3x3::Prepared::new(&values(&conv.weight), s),
-            bias: values(&conv.bias),
-        });
-        self.map().insert(key, made.clone());
-        made
-    }
-
-    /// Drops what was prepared from layer `index`'s old tensors.
-    pub fn forget(&self, index: usize) {
-        self.map().retain(|&(layer, _, _), _| layer != index);
-    }
-}
-
-impl Clone for PreparedKernels {
-    fn clone(&self) -> Self {
-        PreparedKernels::default()
-    }
-}
-
-impl std::fmt::Debug for PreparedKernels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PreparedKernels({} prepared)", self.map().len())
-    }
-}
-
 /// Largest activation kept at once by the inference forward, in floats (128 MiB): a larger
 /// batch is run a part at a time, so peak memory stops growing with the batch. (At 218x178
 /// a batch of 12 is one part; smaller parts leave too few Winograd jobs to keep 2 threads busy.)
@@ -152,7 +102,7 @@ pub fn forward(
         .iter()
         .zip(&shapes)
         .enumerate()
-        .map(|(j, (conv, &s))| prepared.get(first + j, conv, s))
+        .map(|(j, (conv, &s))| prepared.host(first + j, conv, s))
         .collect();
     let per_chunk = (CHUNK_FLOATS / widest).clamp(1, n.max(1));
     let mut outs = Vec::new();
@@ -172,6 +122,21 @@ pub fn forward(
     } else {
         Tensor::cat(outs, 0)
     }
+}
+
+/// The gradient of NHWC activations of shape `dims` from that of their pixel averages
+/// (`[n, c]`): each pixel gets its image's channel gradient over the pixel count.
+pub(super) fn spread_over_pixels(dfeatures: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let [n, h, w, c] = dims;
+    let scale = 1.0 / (h * w) as f32;
+    let mut grad = vec![0.0f32; n * h * w * c];
+    for (img, g) in grad.chunks_exact_mut(h * w * c).enumerate() {
+        let df = &dfeatures[img * c..(img + 1) * c];
+        for px in g.chunks_exact_mut(c) {
+            px.iter_mut().zip(df).for_each(|(g, d)| *g = d * scale);
+        }
+    }
+    grad
 }
 
 /// What the backward pass needs from the forward pass of one layer.
@@ -215,30 +180,18 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
         });
         a = next;
     }
-    let [n, h, w, c] = a.dims;
-    let mut feats = vec![0.0f32; n * c];
-    for (img, f) in feats.chunks_exact_mut(c).enumerate() {
-        for px in a.data[img * h * w * c..(img + 1) * h * w * c].chunks_exact(c) {
-            f.iter_mut().zip(px).for_each(|(f, v)| *f += v);
-        }
-        f.iter_mut().for_each(|f| *f /= (h * w) as f32);
-    }
-    (tensor2(&feats, [n, c], &device), Tape { layers, last: a })
+    let feats = a.average_pixels();
+    (
+        tensor2(&feats, [a.dims[0], a.dims[3]], &device),
+        Tape { layers, last: a },
+    )
 }
 
 impl Tape {
     /// Kernel (OIHW) and bias gradients of each trainable layer, in order, from the
     /// gradient of the features `[N, C]`.
     pub fn backward(self, dfeatures: &[f32], device: &Device) -> Vec<(Tensor<4>, Tensor<1>)> {
-        let [n, h, w, c] = self.last.dims;
-        let scale = 1.0 / (h * w) as f32;
-        let mut grad = vec![0.0f32; n * h * w * c];
-        for (img, g) in grad.chunks_exact_mut(h * w * c).enumerate() {
-            let df = &dfeatures[img * c..(img + 1) * c];
-            for px in g.chunks_exact_mut(c) {
-                px.iter_mut().zip(df).for_each(|(g, d)| *g = d * scale);
-            }
-        }
+        let mut grad = spread_over_pixels(dfeatures, self.last.dims);
         let mut out = Vec::with_capacity(self.layers.len());
         for (j, saved) in self.layers.iter().enumerate().rev() {
             let output = match &saved.pre_pool {

@@ -8,8 +8,8 @@ use std::ops::Range;
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 
-use super::architecture::{CONV_LAYER_NAMES, ConvLayer, pool_after};
-use super::layers::{conv3x3_relu, global_average_pool, max_pool2, tensor1, tensor4, values};
+use super::architecture::{CONV_LAYER_NAMES, ConvLayer};
+use super::layers::{global_average_pool, tensor1, tensor4, values};
 use crate::weights::{NamedTensor, WeightSet, WeightsError};
 
 #[derive(Debug, Clone)]
@@ -17,8 +17,8 @@ pub struct Vgg16 {
     /// The 13 convolutions. Changing a layer's tensors must be followed by
     /// `prepared.forget(layer)`.
     pub convs: Vec<ConvLayer>,
-    /// The host kernels' prepared form of the layers, kept between forward passes.
-    pub prepared: super::host_convs::PreparedKernels,
+    /// The layers in the form the host kernels or the GPU run them, kept between passes.
+    pub prepared: super::prepared::PreparedKernels,
 }
 
 impl Vgg16 {
@@ -86,23 +86,15 @@ impl Vgg16 {
     }
 
     /// Runs convolutions `range` (each followed by its block's max-pool where one closes it).
-    /// On the CPU without autodiff this is faceattr's own kernels ([`super::host_convs`]).
-    pub fn forward_convs(&self, mut x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
-        if !range.is_empty() && super::host_convs::applies(&x.device()) {
-            return super::host_convs::forward(
-                &self.convs[range.clone()],
-                range.start,
-                x,
-                &self.prepared,
-            );
-        }
-        for i in range {
-            x = conv3x3_relu(x, &self.convs[i].weight, &self.convs[i].bias);
-            if pool_after(i) {
-                x = max_pool2(x);
-            }
-        }
-        x
+    /// Without autodiff this is faceattr's own kernels on the CPU or cuDNN on the GPU
+    /// ([`super::engine`]).
+    pub fn forward_convs(&self, x: Tensor<4>, range: Range<usize>) -> Tensor<4> {
+        super::engine::Engine::for_device(&x.device()).forward(
+            &self.convs,
+            range,
+            x,
+            &self.prepared,
+        )
     }
 
     /// Pooled features [N, C] of a preprocessed NCHW batch.

@@ -8,10 +8,11 @@ use burn::tensor::Tensor;
 
 use super::adam::Adam;
 use super::loss::bce_with_logits;
+use crate::model::Classifier;
 use crate::model::architecture::{CONV_LAYER_NAMES, pool_after};
+use crate::model::engine::Engine;
 use crate::model::head::{BatchStats, Head};
 use crate::model::layers::{conv3x3_relu, global_average_pool, max_pool2, values};
-use crate::model::{Classifier, host_convs};
 
 #[derive(Debug, Clone)]
 pub struct StepOutput {
@@ -57,8 +58,9 @@ fn forward_backward(
     prefix: Tensor<4>,
     targets: Tensor<2>,
 ) -> (StepOutput, BatchStats, Gradients) {
-    if host_convs::applies(&prefix.device()) {
-        return forward_backward_host(model, prefix, targets);
+    let engine = Engine::for_device(&prefix.device());
+    if !matches!(engine, Engine::Burn) {
+        return forward_backward_kernels(model, &engine, prefix, targets);
     }
     let first = model.spec.trainable.first_conv();
     let convs = model.base.trainable_copy(first..13);
@@ -84,18 +86,21 @@ fn forward_backward(
     (out, stats, Gradients::new(convs, &head, &grads))
 }
 
-/// The same step with the trainable convolutions on faceattr's CPU kernels: only the head
-/// goes through burn's autodiff, and the gradient of its input features is carried back
-/// through the convolutions by [`host_convs::Tape`].
-fn forward_backward_host(
+/// The same step with the trainable convolutions on faceattr's CPU kernels or cuDNN: only the
+/// head goes through burn's autodiff, and the gradient of its input features is carried back
+/// through the convolutions by the engine's [`crate::model::engine::Tape`].
+fn forward_backward_kernels(
     model: &Classifier,
+    engine: &Engine,
     prefix: Tensor<4>,
     targets: Tensor<2>,
 ) -> (StepOutput, BatchStats, Gradients) {
     let first = model.spec.trainable.first_conv();
     let device = prefix.device();
     let convs = &model.base.convs[first..];
-    let (features, tape) = host_convs::forward_train(convs, first, prefix);
+    let Some((features, tape)) = engine.forward_train(convs, first, prefix.clone()) else {
+        return forward_backward(model, prefix, targets);
+    };
     let features = features.autodiff().require_grad();
     let head = model.head.trainable_copy();
     let (logits, stats) = head.logits_train(features.clone(), model.spec.conventions);
