@@ -20,7 +20,8 @@ pub enum Backend {
     Flex,
     /// burn-ndarray: deprecated loop-based CPU backend (build with `--features ndarray`).
     Ndarray,
-    /// NVIDIA GPU through CUDA (build with `--features cuda`; needs the driver at run time).
+    /// NVIDIA GPU: VGG16's layers on cuDNN, the head on the CPU (needs the NVIDIA driver and
+    /// cuDNN 9 at run time, e.g. `pip install nvidia-cudnn-cu12`).
     Cuda,
     /// Any GPU through wgpu (build with `--features wgpu`).
     Wgpu,
@@ -34,7 +35,7 @@ pub enum BackendUnavailable {
     NotCompiled(Backend, &'static str),
     /// Compiled in, but no device could be started (no GPU, no driver, a failing adapter).
     #[error(
-        "backend '{backend:?}' could not start a device: {reason}. {hint} Or run on the CPU with `--backend flex`."
+        "backend '{backend:?}' could not start a device: {reason}.{hint} Or run on the CPU with `--backend flex`."
     )]
     NoDevice {
         backend: Backend,
@@ -54,18 +55,28 @@ impl Backend {
             #[cfg(not(feature = "ndarray"))]
             Backend::Ndarray => Err(BackendUnavailable::NotCompiled(self, "ndarray")),
             #[cfg(feature = "cuda")]
-            Backend::Cuda => probed(
-                self,
-                || Device::cuda(0usize),
-                "Check that an NVIDIA GPU and its driver (libcuda) are present.",
-            ),
+            Backend::Cuda => {
+                let gpu = match crate::gpu::active() {
+                    Some(gpu) => gpu,
+                    None => crate::gpu::open(0, Default::default()).map_err(|e| {
+                        BackendUnavailable::NoDevice {
+                            backend: self,
+                            reason: e.to_string(),
+                            hint: "",
+                        }
+                    })?,
+                };
+                crate::gpu::activate(Some(gpu));
+                // the head and everything but the convolutions stay on burn-flex
+                Ok(Device::flex())
+            }
             #[cfg(not(feature = "cuda"))]
             Backend::Cuda => Err(BackendUnavailable::NotCompiled(self, "cuda")),
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => probed(
                 self,
                 || Device::wgpu(burn::tensor::DeviceKind::default()),
-                "Check that a GPU with a Vulkan driver is present (Debian: libvulkan1 and the vendor's driver, e.g. mesa-vulkan-drivers or NVIDIA's).",
+                " Check that a GPU with a Vulkan driver is present (Debian: libvulkan1 and the vendor's driver, e.g. mesa-vulkan-drivers or NVIDIA's).",
             ),
             #[cfg(not(feature = "wgpu"))]
             Backend::Wgpu => Err(BackendUnavailable::NotCompiled(self, "wgpu")),
@@ -76,7 +87,7 @@ impl Backend {
 /// A GPU device, started and checked with one small operation read back: burn's GPU
 /// runtimes start lazily and panic from inside when no adapter or driver can be had, so the
 /// first use happens here, where that panic becomes a clear error.
-#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
+#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
 fn probed(
     backend: Backend,
     make: impl FnOnce() -> Device,
@@ -114,7 +125,7 @@ mod tests {
         let err = probed(
             Backend::Wgpu,
             || panic!("Unable to acquire wgpu device: AdapterUnavailable"),
-            "Check the driver.",
+            " Check the driver.",
         )
         .unwrap_err()
         .to_string();

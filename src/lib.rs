@@ -6,6 +6,7 @@
 //! - [`model`]: VGG16's base, the head, conventions, freezing by layer name, summaries.
 //! - [`preprocess`] and [`data`]: decoding images and turning them into input tensors.
 //! - [`train`]: Adam, the loss and the optimisation step.
+//! - [`gpu`]: faceattr's own CUDA path (cuDNN through libraries loaded at run time).
 //! - [`features`]: pooled base features for images (what `faceattr features` prints).
 
 pub mod atomic_file;
@@ -15,6 +16,7 @@ pub mod device;
 pub mod eval;
 pub mod faces;
 pub mod features;
+pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod panics;

@@ -20,8 +20,42 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
+/// `--backend cuda` with cuDNN outside the dynamic loader's path (a pip `nvidia-*` package,
+/// say): restart once with its folder on `LD_LIBRARY_PATH`, because cuDNN opens its own
+/// sub-libraries by name and only the loader's path, read at start-up, reaches them. When the
+/// libraries are missing nothing happens here: the backend reports what is missing.
+#[cfg(all(feature = "cuda", unix))]
+fn put_cuda_libraries_on_loader_path() {
+    use faceattr::gpu::libraries::{self, RESTARTED, SearchEnv};
+    use std::os::unix::process::CommandExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if !libraries::asks_for_cuda(&args) || std::env::var_os(RESTARTED).is_some() {
+        return;
+    }
+    let env = SearchEnv::from_process();
+    let Ok(found) = libraries::find_all(&env) else {
+        return;
+    };
+    let Some(path) = libraries::loader_path_with(&found, &env) else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(&args[1..])
+        .env("LD_LIBRARY_PATH", path)
+        .env(RESTARTED, "1")
+        .exec();
+    eprintln!("warning: could not restart with the CUDA libraries on LD_LIBRARY_PATH: {err}");
+}
+
+#[cfg(not(all(feature = "cuda", unix)))]
+fn put_cuda_libraries_on_loader_path() {}
+
 fn main() -> std::process::ExitCode {
     keep_freed_memory();
+    put_cuda_libraries_on_loader_path();
     let cli = faceattr::cli::Cli::parse();
     match faceattr::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

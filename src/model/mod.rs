@@ -3,9 +3,13 @@
 pub mod architecture;
 pub mod classifier;
 pub mod conventions;
+pub mod engine;
+#[cfg(feature = "cuda")]
+pub mod gpu_convs;
 pub mod head;
 pub mod host_convs;
 pub mod layers;
+pub mod prepared;
 pub mod saved;
 pub mod summary;
 pub mod trainable;

@@ -37,8 +37,16 @@ pub fn matrix(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
+/// The CPU, or with `FACEATTR_TEST_BACKEND=cuda` the GPU (the same tests then check cuDNN's
+/// layers against the references: `scripts/gpu-check.sh`).
 pub fn device() -> Device {
-    Device::flex()
+    match std::env::var("FACEATTR_TEST_BACKEND").as_deref() {
+        Ok("cuda") => faceattr::device::Backend::Cuda
+            .device()
+            .unwrap_or_else(|e| panic!("FACEATTR_TEST_BACKEND=cuda: {e}")),
+        Ok(other) if other != "flex" => panic!("FACEATTR_TEST_BACKEND={other}: use cuda or flex"),
+        _ => Device::flex(),
+    }
 }
 
 pub fn spec(preprocessing: Preprocessing) -> InputSpec {

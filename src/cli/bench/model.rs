@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::median_secs;
 use crate::device::Backend;
+use crate::gpu::Precision;
 use crate::model::architecture::{VGG16_WIDTHS, conv_shapes};
 use crate::model::head::Head;
 use crate::model::layers::{tensor4, values};
@@ -35,6 +36,9 @@ pub struct ModelBenchArgs {
     /// Whose convolutions run on the CPU: faceattr's kernels or burn-flex's own.
     #[arg(long, value_enum, default_value_t = Kernels::Faceattr)]
     pub kernels: Kernels,
+    /// With `--backend cuda`: the math the GPU's convolutions may use.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// Skip measuring the machine's matrix-product peak.
     #[arg(long)]
     pub no_peak: bool,
@@ -53,6 +57,11 @@ pub enum Kernels {
 struct Report {
     backend: String,
     kernels: Kernels,
+    /// The GPU's name and the math its convolutions used (`--backend cuda`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpu: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    precision: Option<Precision>,
     threads: usize,
     /// float32 matrix-product peak of this machine through `gemm`, all threads.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,8 +114,22 @@ impl Report {
     }
 }
 
+/// The active GPU's name, set to `precision`; `None` on the CPU.
+#[cfg(feature = "cuda")]
+fn gpu_in_use(precision: Precision) -> Option<String> {
+    let gpu = crate::gpu::active()?;
+    gpu.set_precision(precision);
+    Some(format!("{gpu:?}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_in_use(_: Precision) -> Option<String> {
+    None
+}
+
 pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
     let device = a.backend.device()?;
+    let gpu = gpu_in_use(a.precision);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let base = Vgg16::random(&VGG16_WIDTHS, &mut rng, &device);
     let head = Head::random(512, 128, 2, &mut rng, &device);
@@ -137,8 +160,12 @@ pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
     let mut r = Report {
         backend: format!("{:?}", a.backend).to_lowercase(),
         kernels: a.kernels,
+        precision: gpu.as_ref().map(|_| a.precision),
+        gpu: gpu.clone(),
         threads: rayon::current_num_threads(),
-        peak_gflops: (!a.no_peak).then(|| crate::kernels::gemm::peak_gflops(1.0, a.repeats.max(3))),
+        // the CPU's peak says nothing about a GPU's run
+        peak_gflops: (!a.no_peak && gpu.is_none())
+            .then(|| crate::kernels::gemm::peak_gflops(1.0, a.repeats.max(3))),
         gflop_per_image: workloads(a.input),
         w1_b12_img_s: None,
         w1_b32_img_s: None,
@@ -182,6 +209,9 @@ pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
             w,
             a.repeats
         );
+        if let Some(gpu) = &r.gpu {
+            println!("GPU: {gpu}");
+        }
         if let Some(p) = r.peak_gflops {
             println!(
                 "matrix-product peak (gemm, {} threads): {p:.1} GFLOP/s",
