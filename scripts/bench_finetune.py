@@ -2,7 +2,9 @@
 one after the other, each as a child process whose wall time and peak memory (ru_maxrss) are
 measured here, and prints one table. A peer may be run for fewer epochs (PEER_EPOCHS); its
 total is then extrapolated from its last measured epoch, and the table says so.
-Usage: bench_finetune.py DATA EPOCHS PEER_EPOCHS THREADS PYTHON [PEERS]"""
+Usage: bench_finetune.py DATA EPOCHS PEER_EPOCHS THREADS PYTHON [PEERS]
+FACEATTR names the binary (default target/release/faceattr) and FACEATTR_ARGS adds arguments to
+its `train` (e.g. "--backend cuda --workers 16"); DEVICE and WORKERS reach the PyTorch peer."""
 import csv, json, os, subprocess, sys, tempfile, time
 
 data, epochs, peer_epochs, threads, python = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -22,8 +24,9 @@ def measured(cmd, env=None):
 
 results = {}
 run = tempfile.mkdtemp(prefix="faceattr-finetune-") + "/run"
-m = measured(["target/release/faceattr", "train", "--data", f"{data}/train", "--valid", f"{data}/valid",
-              "--weights", "random", "--epochs", str(epochs), "--patience", "0", "--out", run])
+m = measured([os.environ.get("FACEATTR", "target/release/faceattr"), "train", "--data", f"{data}/train",
+              "--valid", f"{data}/valid", "--weights", "random", "--epochs", str(epochs), "--patience", "0",
+              "--out", run] + os.environ.get("FACEATTR_ARGS", "").split())
 if m:
     hist = list(csv.DictReader(open(f"{run}/history.csv")))
     m["epochs"] = [{"epoch": int(r["epoch"]), "seconds": float(r["elapsed_s"]), "data_wait_s": float(r["data_wait_s"]),

@@ -2,8 +2,10 @@
 weights, blocks 1-4 frozen, head Dense(128)-ReLU-BN-Dense(2), Adam 1e-3, batch 12, 218x178)
 on a class-folder tree, the way a practitioner writes it in each framework. Prints one JSON
 line: per-epoch seconds, loss and validation accuracy.
-Usage: finetune_peer.py keras|torch DATA EPOCHS THREADS"""
-import json, sys, time
+Usage: finetune_peer.py keras|torch DATA EPOCHS THREADS
+PyTorch on a GPU: DEVICE=cuda (TF32 on, as PyTorch's default convolutions), WORKERS=12 loader
+processes, pinned memory."""
+import json, os, sys, time
 
 which, data, epochs, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 H, W, BATCH = 218, 178, 12
@@ -44,17 +46,20 @@ else:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    dev = torch.device(os.environ.get("DEVICE", "cpu"))
+    workers = int(os.environ.get("WORKERS", "2"))
+    pin = dev.type == "cuda"
     tf = transforms.Compose([transforms.Resize((H, W)), transforms.ToTensor(),
                              transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     train = torch.utils.data.DataLoader(torchvision.datasets.ImageFolder(f"{data}/train", tf), batch_size=BATCH,
-                                        shuffle=True, num_workers=2)
+                                        shuffle=True, num_workers=workers, pin_memory=pin)
     valid = torch.utils.data.DataLoader(torchvision.datasets.ImageFolder(f"{data}/valid", tf), batch_size=BATCH,
-                                        num_workers=2)
+                                        num_workers=workers, pin_memory=pin)
     base = torchvision.models.vgg16().features
     for p in base[:24].parameters():
         p.requires_grad_(False)
     head = torch.nn.Sequential(torch.nn.Linear(512, 128), torch.nn.ReLU(), torch.nn.BatchNorm1d(128), torch.nn.Linear(128, 2))
-    model = torch.nn.Sequential(base, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head).to(memory_format=torch.channels_last)
+    model = torch.nn.Sequential(base, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head).to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-3)
     for epoch in range(epochs):
         t = time.perf_counter()
@@ -62,8 +67,9 @@ else:
         total, n = 0.0, 0
         for x, y in train:
             opt.zero_grad()
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             logits = model(x.to(memory_format=torch.channels_last))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.eye(2)[y])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.eye(2, device=dev)[y])
             loss.backward()
             opt.step()
             total, n = total + loss.item() * len(y), n + len(y)
@@ -71,6 +77,7 @@ else:
         correct, m = 0, 0
         with torch.no_grad():
             for x, y in valid:
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 correct += (model(x.to(memory_format=torch.channels_last)).argmax(1) == y).sum().item()
                 m += len(y)
         rows.append({"epoch": epoch + 1, "seconds": time.perf_counter() - t, "train_loss": total / n, "val_acc": correct / m})
