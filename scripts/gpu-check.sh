@@ -23,8 +23,11 @@ log "PyTorch: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.v
 
 log "1. parity tests on the GPU"
 export FACEATTR_FIXTURES="$PWD/gpu-kit/fixtures"
+# the test binaries do not restart onto the loader's path as faceattr does: give them pip's
+# nvidia-* library folders (cuDNN) up front
+NV="$("$PY" -c 'import glob, site; print(":".join(sorted(d for p in site.getsitepackages() for d in glob.glob(p + "/nvidia/*/lib"))))' 2>/dev/null)"
 for t in parity_features parity_training; do
-  FACEATTR_TEST_BACKEND=cuda timeout 240 "$BIN/$t" --test-threads 1 >"$OUT/$t.txt" 2>&1
+  LD_LIBRARY_PATH="$NV:${LD_LIBRARY_PATH:-}" FACEATTR_TEST_BACKEND=cuda timeout 240 "$BIN/$t" --test-threads 1 >"$OUT/$t.txt" 2>&1
   log "$t: exit $? $(grep -E '^test result' "$OUT/$t.txt")"
 done
 

@@ -43,6 +43,22 @@ pub enum Precision {
     Tf32,
 }
 
+/// Sets the math of the GPU `--backend cuda` opened, and says which GPU that is (its
+/// description, for reports); `None`, and nothing to set, on the CPU.
+pub fn use_precision(precision: Precision) -> Option<String> {
+    #[cfg(feature = "cuda")]
+    {
+        let gpu = active()?;
+        gpu.set_precision(precision);
+        Some(format!("{gpu:?}"))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = precision;
+        None
+    }
+}
+
 /// What went wrong on the CUDA path.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {

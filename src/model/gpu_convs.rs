@@ -41,7 +41,8 @@ fn on_card(
         .collect()
 }
 
-fn upload(gpu: &Cuda, conv: &ConvLayer) -> Result<GpuLayer, GpuError> {
+/// A layer's kernel and bias, put on the card.
+pub(super) fn upload(gpu: &Cuda, conv: &ConvLayer) -> Result<GpuLayer, GpuError> {
     let [cout, cin, _, _] = conv.weight.dims();
     gpu.upload_layer(
         &super::layers::values(&conv.weight),

@@ -86,10 +86,8 @@ impl PreparedKernels {
         conv: &ConvLayer,
         gpu: &crate::gpu::Cuda,
     ) -> Result<Arc<crate::gpu::GpuLayer>, crate::gpu::GpuError> {
-        self.gpu.get_or_make(index, || {
-            let [cout, cin, _, _] = conv.weight.dims();
-            gpu.upload_layer(&values(&conv.weight), &values(&conv.bias), cout, cin)
-        })
+        self.gpu
+            .get_or_make(index, || super::gpu_convs::upload(gpu, conv))
     }
 
     /// Drops what was prepared from layer `index`'s old tensors.

@@ -10,6 +10,7 @@ use super::cache::CacheDtype;
 use crate::data::bad::BadImagePolicy;
 use crate::data::decode::{DEFAULT_PIXEL_LIMIT, Decoding};
 use crate::device::Backend;
+use crate::gpu::Precision;
 use crate::model::{Conventions, TrainableFrom};
 use crate::preprocess::{Framing, Interpolation, Preprocessing};
 
@@ -64,6 +65,11 @@ pub struct TrainArgs {
     pub conventions: Conventions,
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     pub backend: Backend,
+    /// With `--backend cuda`: the math the GPU's convolutions may use (fp32: float32 products,
+    /// the CPU's numbers; tf32: tensor cores, products rounded to TF32).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    #[serde(default)]
+    pub precision: Precision,
     /// Input size HEIGHTxWIDTH.
     #[arg(long, default_value = "218x178", value_parser = crate::preprocess::parse_input_size)]
     pub input: (usize, usize),

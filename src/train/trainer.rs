@@ -102,6 +102,7 @@ pub fn train(args: TrainArgs, resume: bool, quiet: bool) -> Result<TrainOutcome,
     // held until this function returns: no second process may use the folder meanwhile
     let _lock = open_run(&run, resume)?;
     let device = args.backend.device()?;
+    crate::gpu::use_precision(args.precision);
     let (train_set, valid_set) = open_data(&args)?;
     let (model, adam, mut state, base_weights) = if resume {
         resume_from(&run, &args, &device)?

@@ -114,22 +114,9 @@ impl Report {
     }
 }
 
-/// The active GPU's name, set to `precision`; `None` on the CPU.
-#[cfg(feature = "cuda")]
-fn gpu_in_use(precision: Precision) -> Option<String> {
-    let gpu = crate::gpu::active()?;
-    gpu.set_precision(precision);
-    Some(format!("{gpu:?}"))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn gpu_in_use(_: Precision) -> Option<String> {
-    None
-}
-
 pub fn run(a: ModelBenchArgs) -> anyhow::Result<()> {
     let device = a.backend.device()?;
-    let gpu = gpu_in_use(a.precision);
+    let gpu = crate::gpu::use_precision(a.precision);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let base = Vgg16::random(&VGG16_WIDTHS, &mut rng, &device);
     let head = Head::random(512, 128, 2, &mut rng, &device);
