@@ -160,6 +160,14 @@ impl Cuda {
         x: &[f32],
         dims: [usize; 4],
     ) -> Result<(Vec<f32>, [usize; 4]), GpuError> {
+        if dims[0] == 0 {
+            // cuDNN refuses empty tensors; the output's shape is known without it
+            let out = layers.iter().fold(dims, |[n, h, w, _], (layer, pooled)| {
+                let (h, w) = if *pooled { (h / 2, w / 2) } else { (h, w) };
+                [n, h, w, layer.cout]
+            });
+            return Ok((Vec::new(), out));
+        }
         let mut st = self.lock();
         let mut a = Buf {
             data: st.upload(x)?,
