@@ -1,6 +1,7 @@
 //! faceattr's CPU kernels (im2col, Winograd, their backward) against burn's own convolution
 //! and autodiff on the same model: features, and every gradient of a step that trains from
-//! block4 (so the backward crosses a max-pool and block boundaries). One test in its own
+//! block4 (so the backward crosses a max-pool and block boundaries), and the inference forward
+//! of VGG16's real widths where F(4x4, 3x3) runs. One test in its own
 //! binary, because it switches the kernels off and on for the whole process.
 
 mod common;
@@ -64,4 +65,29 @@ fn host_kernels_match_burn_forward_and_gradients() {
         let e = common::max_abs_diff(g, &burn_grads[name]) / scale;
         assert!(e < 1e-4, "{name}: gradients differ by {e:e} of {scale:e}");
     }
+
+    // VGG16's real widths at 96 x 80: blocks 1 and 2 have tiles enough for the inference
+    // forward's F(4x4, 3x3), whose larger transforms cost some accuracy; the features still
+    // match burn's direct convolution
+    let s = |h, w, cin, cout| faceattr::kernels::shape::ConvShape {
+        n: 2,
+        h,
+        w,
+        cin,
+        cout,
+    };
+    assert!(faceattr::kernels::winograd4::suits(s(96, 80, 64, 64)));
+    assert!(faceattr::kernels::winograd4::suits(s(48, 40, 128, 128)));
+    let base = Vgg16::random(&faceattr::model::architecture::VGG16_WIDTHS, &mut rng, &dev);
+    let v: Vec<f32> = (0..2 * 3 * 96 * 80)
+        .map(|_| rng.random_range(-120.0..130.0))
+        .collect();
+    let x = tensor4(&v, [2, 3, 96, 80], &dev);
+    faceattr::kernels::set_enabled(false);
+    let burn_features = values(&base.features(x.clone()));
+    faceattr::kernels::set_enabled(true);
+    let host_features = values(&base.features(x));
+    let e = rel_error(&host_features, &burn_features);
+    assert!(e < 1e-5, "real widths: features differ by {e:e}");
+    eprintln!("real widths, F(4x4) in blocks 1-2: features differ by {e:e}");
 }

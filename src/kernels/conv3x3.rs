@@ -141,6 +141,33 @@ impl Prepared {
     }
 }
 
+/// A kernel prepared for the inference forward only: Winograd F(4x4, 3x3) where an image
+/// fills its products (blocks 1-3 at 218 x 178), otherwise as the training forward's
+/// [`Prepared`]. No backward pass uses it.
+pub enum Inference {
+    Winograd4(Vec<f32>),
+    Same(Prepared),
+}
+
+impl Inference {
+    /// From an OIHW 3x3 kernel, for inputs of shape `s`.
+    pub fn new(weight: &[f32], s: ConvShape) -> Self {
+        if super::winograd4::suits(s) {
+            Inference::Winograd4(super::winograd4::transform_kernel(weight, s.cout, s.cin))
+        } else {
+            Inference::Same(Prepared::new(weight, s))
+        }
+    }
+
+    /// `y = act(conv(x) + bias)`, as [`forward`].
+    pub fn forward(&self, x: &[f32], s: ConvShape, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+        match self {
+            Inference::Winograd4(u) => super::winograd4::forward(x, s, u, bias, relu),
+            Inference::Same(p) => p.forward(x, s, bias, relu),
+        }
+    }
+}
+
 /// Whether convolutions of shape `s` (forward, and kernel gradient) run on Winograd.
 fn uses_winograd(s: ConvShape) -> bool {
     s.cin > 3
@@ -152,6 +179,15 @@ pub fn algorithm(s: ConvShape) -> &'static str {
         (false, _) => "im2col",
         (true, true) => "winograd",
         (true, false) => "winograd/batch",
+    }
+}
+
+/// The name of the algorithm [`Inference`] runs for shape `s`.
+pub fn inference_algorithm(s: ConvShape) -> &'static str {
+    if super::winograd4::suits(s) {
+        "winograd 4x4"
+    } else {
+        algorithm(s)
     }
 }
 

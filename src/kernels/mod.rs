@@ -13,6 +13,7 @@ pub mod layout;
 pub mod pool;
 pub mod shape;
 pub mod winograd;
+pub mod winograd4;
 pub mod winograd_batch;
 
 use std::sync::atomic::{AtomicBool, Ordering};

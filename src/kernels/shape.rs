@@ -44,7 +44,7 @@ pub(super) fn bias_relu(px: &mut [f32], bias: Option<&[f32]>, relu: bool) {
 }
 
 /// Checks a Winograd forward's operands against the shape (a mismatch is a bug in the caller).
-pub(super) fn check_winograd_operands(x: &[f32], s: ConvShape, u: &[f32]) {
+pub(super) fn check_winograd_operands(x: &[f32], s: ConvShape, u: &[f32], planes: usize) {
     assert_eq!(
         x.len(),
         s.pixels() * s.cin,
@@ -52,7 +52,7 @@ pub(super) fn check_winograd_operands(x: &[f32], s: ConvShape, u: &[f32]) {
     );
     assert_eq!(
         u.len(),
-        16 * s.cin * s.cout,
+        planes * s.cin * s.cout,
         "winograd kernel does not match its shape"
     );
 }

@@ -58,39 +58,92 @@ pub fn flip_transformed(u: &[f32], in_ch: usize, out_ch: usize) -> Vec<f32> {
     super::layout::transpose_planes(u, 16, in_ch, out_ch, |xi| p(xi / 4) * 4 + p(xi % 4))
 }
 
-/// Tiles per group: the 16 transformed planes of a group take about 2 MB.
-fn group_tiles(channels: usize) -> usize {
-    ((1usize << 19) / (16 * channels.max(1))).max(16)
+/// A Winograd scheme F(m x m, 3x3) for the per-image forward: output tiles of `M x M`
+/// pixels from `(M + 2) x (M + 2)` input tiles, through `PLANES = (M + 2)^2` products.
+pub(super) trait Scheme {
+    const M: usize;
+    const PLANES: usize;
+    /// `d = B^T x B`: input tile `(ty, tx)` of one image `x` (`h x w x c`, zero outside),
+    /// transformed, into `d` as `PLANES` rows of `c`.
+    fn input_tile(x: &[f32], h: usize, w: usize, c: usize, ty: usize, tx: usize, d: &mut [f32]);
+    /// `Y = A^T M A` of one tile, whose products (`c` long each) `plane(xi)` gives: hands
+    /// each of the `M x M` outputs to `put(row, col, values)`; `z` is scratch.
+    fn output_tile<'m>(
+        plane: impl Fn(usize) -> &'m [f32],
+        c: usize,
+        z: &mut Vec<f32>,
+        put: impl FnMut(usize, usize, &[f32]),
+    );
 }
 
-/// Whether one image of shape `s` has tiles enough to fill this module's products (otherwise
+/// F(2x2, 3x3).
+pub(super) struct F2;
+
+impl Scheme for F2 {
+    const M: usize = 2;
+    const PLANES: usize = 16;
+    fn input_tile(x: &[f32], h: usize, w: usize, c: usize, ty: usize, tx: usize, d: &mut [f32]) {
+        input_tile(x, h, w, c, ty, tx, d)
+    }
+    fn output_tile<'m>(
+        plane: impl Fn(usize) -> &'m [f32],
+        c: usize,
+        z: &mut Vec<f32>,
+        put: impl FnMut(usize, usize, &[f32]),
+    ) {
+        output_tile(plane, c, z, put)
+    }
+}
+
+/// Tiles per group: the transformed planes of a group take about 2 MB.
+fn group_tiles<S: Scheme>(channels: usize) -> usize {
+    ((1usize << 19) / (S::PLANES * channels.max(1))).max(16)
+}
+
+/// Whether one image of shape `s` has tiles enough to fill this scheme's products (otherwise
 /// `winograd_batch::forward` is faster).
+pub(super) fn fills_products_with<S: Scheme>(s: ConvShape) -> bool {
+    s.h.div_ceil(S::M) * s.w.div_ceil(S::M) >= group_tiles::<S>(s.cin.max(s.cout))
+}
+
+/// Whether one image of shape `s` has tiles enough to fill F(2x2, 3x3)'s products.
 pub fn fills_products(s: ConvShape) -> bool {
-    s.h.div_ceil(2) * s.w.div_ceil(2) >= group_tiles(s.cin.max(s.cout))
+    fills_products_with::<F2>(s)
 }
 
 /// `y = act(conv(x) + bias)` with `u` from [`transform_kernel`]; same contract as
 /// `conv3x3::forward`.
 pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
-    check_winograd_operands(x, s, u);
+    forward_with::<F2>(x, s, u, bias, relu)
+}
+
+/// [`forward`] with scheme `S`, `u` laid out `[PLANES][in][out]`, an image at a time.
+pub(super) fn forward_with<S: Scheme>(
+    x: &[f32],
+    s: ConvShape,
+    u: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    check_winograd_operands(x, s, u, S::PLANES);
     let (h, w, cin, cout) = (s.h, s.w, s.cin, s.cout);
     let mut y = vec![0.0f32; s.pixels() * cout];
     if y.is_empty() {
         return y;
     }
-    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let rows_per_job = (group_tiles(cin.max(cout)) / tw).clamp(1, th);
+    let (th, tw) = (h.div_ceil(S::M), w.div_ceil(S::M));
+    let rows_per_job = (group_tiles::<S>(cin.max(cout)) / tw).clamp(1, th);
     y.par_chunks_mut(h * w * cout)
         .enumerate()
         .for_each(|(img, y_img)| {
             let x_img = &x[img * h * w * cin..(img + 1) * h * w * cin];
             y_img
-                .par_chunks_mut(2 * rows_per_job * w * cout)
+                .par_chunks_mut(S::M * rows_per_job * w * cout)
                 .enumerate()
                 .for_each_init(Scratch::default, |scratch, (job, dst)| {
                     let ty0 = job * rows_per_job;
                     let ty1 = (ty0 + rows_per_job).min(th);
-                    tile_rows(x_img, s, u, bias, relu, ty0..ty1, dst, scratch);
+                    tile_rows::<S>(x_img, s, u, bias, relu, ty0..ty1, dst, scratch);
                 });
         });
     y
@@ -103,9 +156,9 @@ struct Scratch {
     d: Vec<f32>,
 }
 
-/// Output tile rows `tiles` of one image into `dst` (its output rows from `2 * tiles.start`).
+/// Output tile rows `tiles` of one image into `dst` (its output rows from `M * tiles.start`).
 #[allow(clippy::too_many_arguments)]
-fn tile_rows(
+fn tile_rows<S: Scheme>(
     x: &[f32],
     s: ConvShape,
     u: &[f32],
@@ -116,24 +169,25 @@ fn tile_rows(
     sc: &mut Scratch,
 ) {
     let (h, w, cin, cout) = (s.h, s.w, s.cin, s.cout);
-    let tw = w.div_ceil(2);
+    let (p, m) = (S::PLANES, S::M);
+    let tw = w.div_ceil(m);
     let count = tiles.len() * tw;
-    sc.v.resize(16 * count * cin, 0.0);
-    sc.m.resize(16 * count * cout, 0.0);
-    sc.d.resize(16 * cin, 0.0);
-    // input transform: V = B^T d B for every tile, into 16 planes [count x cin]
+    sc.v.resize(p * count * cin, 0.0);
+    sc.m.resize(p * count * cout, 0.0);
+    sc.d.resize(p * cin.max(cout), 0.0);
+    // input transform: V = B^T d B for every tile, into the planes [count x cin]
     for (t, (ty, tx)) in tiles
         .clone()
         .flat_map(|ty| (0..tw).map(move |tx| (ty, tx)))
         .enumerate()
     {
-        let d = &mut sc.d[..16 * cin];
-        input_tile(x, h, w, cin, ty, tx, d);
+        let d = &mut sc.d[..p * cin];
+        S::input_tile(x, h, w, cin, ty, tx, d);
         for (xi, seg) in d.chunks_exact(cin).enumerate() {
             sc.v[(xi * count + t) * cin..][..cin].copy_from_slice(seg);
         }
     }
-    for xi in 0..16 {
+    for xi in 0..p {
         matmul(
             (count, cout, cin),
             MatRef::rows(&sc.v[xi * count * cin..(xi + 1) * count * cin], cin),
@@ -144,7 +198,7 @@ fn tile_rows(
             Threads::Serial,
         );
     }
-    // output transform: Y = A^T M A (2 x 2), + bias, ReLU
+    // output transform: Y = A^T M A (M x M), + bias, ReLU
     let rows_here = dst.len() / (w * cout);
     for (t, (ty, tx)) in tiles
         .clone()
@@ -152,8 +206,8 @@ fn tile_rows(
         .enumerate()
     {
         let plane = |xi: usize| &sc.m[(xi * count + t) * cout..][..cout];
-        output_tile(plane, cout, &mut sc.d, |r, cc, px| {
-            let (oy, ox) = (2 * (ty - tiles.start) + r, 2 * tx + cc);
+        S::output_tile(plane, cout, &mut sc.d, |r, cc, px| {
+            let (oy, ox) = (m * (ty - tiles.start) + r, m * tx + cc);
             if oy < rows_here && ox < w {
                 let out = &mut dst[(oy * w + ox) * cout..][..cout];
                 out.copy_from_slice(px);

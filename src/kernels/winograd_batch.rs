@@ -138,7 +138,7 @@ const A: [[f32; 2]; 4] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
 /// `y = act(conv(x) + bias)` with `u` from `winograd::transform_kernel`; same contract as
 /// `conv3x3::forward`.
 pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
-    check_winograd_operands(x, s, u);
+    check_winograd_operands(x, s, u, 16);
     let (h, w, cin, cout) = (s.h, s.w, s.cin, s.cout);
     let (th, tw) = tiles_per_image(s);
     let mut y = vec![0.0f32; s.pixels() * cout];

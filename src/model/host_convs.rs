@@ -57,16 +57,15 @@ impl Activations {
     }
 }
 
-/// `relu(conv(a) + bias)` with a kernel prepared for `a`'s shape.
+/// `relu(conv(a) + bias)`, where `conv(x, s)` runs a kernel prepared for `a`'s shape.
 fn conv_forward(
     a: &Activations,
-    kernel: &conv3x3::Prepared,
     cout: usize,
-    bias: &[f32],
+    conv: impl FnOnce(&[f32], ConvShape) -> Vec<f32>,
 ) -> Activations {
     let s = a.shape_into(cout);
     Activations {
-        data: kernel.forward(&a.data, s, Some(bias), true),
+        data: conv(&a.data, s),
         dims: [s.n, s.h, s.w, s.cout],
     }
 }
@@ -110,7 +109,9 @@ pub fn forward(
         let part = x.clone().narrow(0, start, per_chunk.min(n - start));
         let mut a = Activations::from_tensor(&part);
         for (j, layer) in layers.iter().enumerate() {
-            a = conv_forward(&a, &layer.kernel, widths[j], &layer.bias);
+            a = conv_forward(&a, widths[j], |x, s| {
+                layer.kernel.forward(x, s, Some(&layer.bias), true)
+            });
             if pool_after(first + j) {
                 a = pool_forward(&a);
             }
@@ -167,7 +168,8 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
         let cout = conv.out_channels();
         let weight = values(&conv.weight);
         let kernel = conv3x3::Prepared::new(&weight, a.shape_into(cout));
-        let output = conv_forward(&a, &kernel, cout, &values(&conv.bias));
+        let bias = values(&conv.bias);
+        let output = conv_forward(&a, cout, |x, s| kernel.forward(x, s, Some(&bias), true));
         let (next, pre_pool) = if pool_after(first + j) {
             (pool_forward(&output), Some(output))
         } else {

@@ -25,7 +25,7 @@ type LayerAt = (usize, usize, usize);
 
 /// A prepared kernel and the layer's bias.
 pub struct PreparedLayer {
-    pub kernel: conv3x3::Prepared,
+    pub kernel: conv3x3::Inference,
     pub bias: Vec<f32>,
 }
 
@@ -71,7 +71,7 @@ impl PreparedKernels {
             self.host
                 .get_or_make::<std::convert::Infallible>((index, s.h, s.w), || {
                     Ok(PreparedLayer {
-                        kernel: conv3x3::Prepared::new(&values(&conv.weight), s),
+                        kernel: conv3x3::Inference::new(&values(&conv.weight), s),
                         bias: values(&conv.bias),
                     })
                 });

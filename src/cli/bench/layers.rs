@@ -2,7 +2,8 @@
 //! widths, forward (all) and backward (block5, as in the reference training step): time per
 //! batch, GFLOP/s and share of the machine's matrix-product peak. This is the profile that
 //! says where a forward pass or a training step spends its time. Each pass runs on the
-//! algorithm the model uses (see `conv3x3::Prepared`); where that is Winograd, the same pass on
+//! algorithm the model uses (`conv3x3::Inference` forward, `conv3x3::Prepared` for a training
+//! step's backward); where that is Winograd, the same pass on
 //! im2col is shown beside it as a reference, left out of the shares.
 
 use clap::Args;
@@ -74,26 +75,30 @@ pub fn run(a: LayersBenchArgs) -> anyhow::Result<()> {
         let x = pseudo_random(s.pixels() * cin, i as u32);
         let weight = pseudo_random(s.cout * cin * 9, 100 + i as u32);
         let bias = vec![0.01f32; s.cout];
-        let algorithm = conv3x3::algorithm(s);
-        let prepared = conv3x3::Prepared::new(&weight, s);
+        // the inference forward's kernel (F(4x4, 3x3) where it suits), as the model runs it
+        let forward_algorithm = conv3x3::inference_algorithm(s);
+        let inference = conv3x3::Inference::new(&weight, s);
         let fwd = median_secs(a.repeats, || {
-            let _ = prepared.forward(&x, s, Some(&bias), true);
+            let _ = inference.forward(&x, s, Some(&bias), true);
         });
-        push(name, "forward", algorithm, fwd, s.flops());
+        push(name, "forward", forward_algorithm, fwd, s.flops());
         let kernel = layout::pack_kernel(&weight, s.cout, cin);
-        if algorithm != "im2col" {
+        if forward_algorithm != "im2col" {
             let reference = median_secs(a.repeats, || {
                 let _ = conv3x3::forward(&x, s, &kernel, Some(&bias), true);
             });
             push(name, "forward", "im2col (ref)", reference, s.flops());
         }
-        let y = prepared.forward(&x, s, Some(&bias), true);
+        let y = inference.forward(&x, s, Some(&bias), true);
         if pool_after(i) {
             pool_secs += median_secs(a.repeats, || {
                 let _ = pool::max_pool2(&y, [s.n, h, w, s.cout]);
             });
         }
         if i >= 10 {
+            // the trainable layers' kernel, as a training step prepares it
+            let algorithm = conv3x3::algorithm(s);
+            let prepared = conv3x3::Prepared::new(&weight, s);
             let dy = pseudo_random(y.len(), 200 + i as u32);
             // the first trainable layer needs no input gradient
             let input_grad = i > 10;
