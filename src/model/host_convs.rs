@@ -8,7 +8,7 @@
 use burn::tensor::{Device, Tensor};
 
 use super::architecture::{ConvLayer, conv_shapes, pool_after};
-use super::layers::{tensor_from_vec, tensor2, tensor4, values};
+use super::layers::{tensor_from_vec, tensor2, tensor4, values, with_values};
 use super::prepared::PreparedKernels;
 use crate::kernels::conv3x3::{self, ConvShape};
 use crate::kernels::{layout, pool};
@@ -24,7 +24,7 @@ impl Activations {
     pub fn from_tensor(x: &Tensor<4>) -> Self {
         let [n, c, h, w] = x.dims();
         Activations {
-            data: layout::nchw_to_nhwc(&values(x), [n, c, h, w]),
+            data: with_values(x, |v| layout::nchw_to_nhwc(v, [n, c, h, w])),
             dims: [n, h, w, c],
         }
     }
@@ -166,8 +166,9 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
     let mut layers = Vec::with_capacity(convs.len());
     for (j, conv) in convs.iter().enumerate() {
         let cout = conv.out_channels();
-        let weight = values(&conv.weight);
-        let kernel = conv3x3::Prepared::new(&weight, a.shape_into(cout));
+        let kernel = with_values(&conv.weight, |w| {
+            conv3x3::Prepared::new(w, a.shape_into(cout))
+        });
         let bias = values(&conv.bias);
         let output = conv_forward(&a, cout, |x, s| kernel.forward(x, s, Some(&bias), true));
         let (next, pre_pool) = if pool_after(first + j) {

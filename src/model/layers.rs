@@ -51,6 +51,16 @@ pub fn tensor_from_vec<const D: usize>(
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+/// Runs `f` on a tensor's values as f32, read out once (where [`values`] copies them again
+/// into a vector of their own).
+pub fn with_values<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> R) -> R {
+    let data = t.to_data();
+    match data.as_slice::<f32>() {
+        Ok(s) => f(s),
+        Err(_) => f(&values(t)),
+    }
+}
+
 /// Copies a tensor's values out as f32, whatever its device.
 pub fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     let data = t.to_data();

@@ -10,7 +10,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::architecture::ConvLayer;
-use super::layers::values;
+use super::layers::{values, with_values};
 use crate::kernels::conv3x3::{self, ConvShape};
 
 #[derive(Default)]
@@ -71,7 +71,7 @@ impl PreparedKernels {
             self.host
                 .get_or_make::<std::convert::Infallible>((index, s.h, s.w), || {
                     Ok(PreparedLayer {
-                        kernel: conv3x3::Inference::new(&values(&conv.weight), s),
+                        kernel: with_values(&conv.weight, |w| conv3x3::Inference::new(w, s)),
                         bias: values(&conv.bias),
                     })
                 });
