@@ -241,11 +241,11 @@ pub(super) fn input_tile(
     }
     // d <- B^T d B, in place: first down each column, then along each row
     for b in 0..4 {
-        let [r0, r1, r2, r3] = rows4(d, c, [b, 4 + b, 8 + b, 12 + b]);
+        let [r0, r1, r2, r3] = rows(d, c, [b, 4 + b, 8 + b, 12 + b]);
         bt4(r0, r1, r2, r3);
     }
     for a in 0..4 {
-        let [r0, r1, r2, r3] = rows4(d, c, [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3]);
+        let [r0, r1, r2, r3] = rows(d, c, [4 * a, 4 * a + 1, 4 * a + 2, 4 * a + 3]);
         bt4(r0, r1, r2, r3);
     }
 }
@@ -301,13 +301,18 @@ fn bt4(r0: &mut [f32], r1: &mut [f32], r2: &mut [f32], r3: &mut [f32]) {
     }
 }
 
-/// Four disjoint `len`-long rows of `buf`, by row index (indices must differ).
-fn rows4<'a>(buf: &'a mut [f32], len: usize, idx: [usize; 4]) -> [&'a mut [f32]; 4] {
-    let mut slots: [Option<&'a mut [f32]>; 16] = Default::default();
-    for (k, chunk) in buf.chunks_exact_mut(len).enumerate().take(16) {
+/// `N` disjoint `len`-long rows of `buf`, by row index (indices must differ and lie among its
+/// first 36 rows, a tile's planes).
+pub(super) fn rows<const N: usize>(
+    buf: &mut [f32],
+    len: usize,
+    idx: [usize; N],
+) -> [&mut [f32]; N] {
+    let mut slots: [Option<&mut [f32]>; 36] = std::array::from_fn(|_| None);
+    for (k, chunk) in buf.chunks_exact_mut(len).enumerate().take(36) {
         slots[k] = Some(chunk);
     }
-    idx.map(|i| slots[i].take().expect("rows4 needs 4 distinct rows"))
+    idx.map(|i| slots[i].take().expect("distinct rows of a tile"))
 }
 
 #[cfg(test)]

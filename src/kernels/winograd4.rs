@@ -8,7 +8,7 @@
 //! trainable layers keep F(2x2, 3x3), whose flipped kernel comes from the transformed one.
 
 use super::shape::ConvShape;
-use super::winograd::{Scheme, fills_products_with, forward_with};
+use super::winograd::{Scheme, fills_products_with, forward_with, rows};
 
 /// Winograd's kernel matrix of F(4x4, 3x3).
 const G: [[f64; 3]; 6] = [
@@ -75,10 +75,10 @@ impl Scheme for F4 {
         }
         // d <- B^T d B, in place: first down each column, then along each row
         for b in 0..6 {
-            bt6(rows6(d, c, std::array::from_fn(|a| a * 6 + b)));
+            bt6(rows(d, c, std::array::from_fn(|a| a * 6 + b)));
         }
         for a in 0..6 {
-            bt6(rows6(d, c, std::array::from_fn(|b| a * 6 + b)));
+            bt6(rows(d, c, std::array::from_fn(|b| a * 6 + b)));
         }
     }
 
@@ -128,15 +128,6 @@ fn bt6([r0, r1, r2, r3, r4, r5]: [&mut [f32]; 6]) {
         r4[k] = 2.0 * (d1 - d3) + (d4 - d2);
         r5[k] = 4.0 * d1 - 5.0 * d3 + d5;
     }
-}
-
-/// Six disjoint `len`-long rows of `buf`, by row index (indices must differ).
-fn rows6(buf: &mut [f32], len: usize, idx: [usize; 6]) -> [&mut [f32]; 6] {
-    let mut slots: [Option<&mut [f32]>; 36] = std::array::from_fn(|_| None);
-    for (k, chunk) in buf.chunks_exact_mut(len).enumerate().take(36) {
-        slots[k] = Some(chunk);
-    }
-    idx.map(|i| slots[i].take().expect("rows6 needs 6 distinct rows"))
 }
 
 #[cfg(test)]
