@@ -129,6 +129,19 @@ impl Prepared {
         }
     }
 
+    /// The input gradient of a layer of shape `s` from `dz`, its gradient before the ReLU:
+    /// the forward of the flipped kernel. On block5's batch path the flipped kernel is read
+    /// from this one in place; elsewhere it is made ([`Prepared::flipped`]).
+    pub fn input_grad(&self, dz: &[f32], s: ConvShape) -> Vec<f32> {
+        let t = s.transposed();
+        match self {
+            Prepared::Winograd(u) if !super::winograd::fills_products(t) => {
+                super::winograd_batch::forward_flipped(dz, t, u)
+            }
+            _ => self.flipped(s).forward(dz, t, None, false),
+        }
+    }
+
     /// `y = act(conv(x) + bias)`, as [`forward`].
     pub fn forward(&self, x: &[f32], s: ConvShape, bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
         match self {
@@ -212,7 +225,7 @@ pub fn backward(
     kernel: Option<&Prepared>,
 ) -> ConvGrads {
     let (dz, bias) = through_relu(y, dy, s);
-    let input = kernel.map(|k| k.flipped(s).forward(&dz, s.transposed(), None, false));
+    let input = kernel.map(|k| k.input_grad(&dz, s));
     let kernel = if uses_winograd(s) {
         super::winograd_batch::kernel_grad(x, &dz, s)
     } else {

@@ -139,6 +139,49 @@ const A: [[f32; 2]; 4] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
 /// `conv3x3::forward`.
 pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     check_winograd_operands(x, s, u, 16);
+    let n = s.cin * s.cout;
+    forward_planes(
+        x,
+        s,
+        |xi| MatRef::rows(&u[xi * n..(xi + 1) * n], s.cout),
+        bias,
+        relu,
+    )
+}
+
+/// The input gradient's convolution (shape `t`, the forward's transposed: `t.cin` is the
+/// forward's `cout`) with the flipped kernel, read from the forward's transformed kernel `u`
+/// (`[16][t.cout][t.cin]`) without making the flipped one: plane `(a, b)` of the flipped
+/// kernel is plane `(p(a), p(b))` of `u` transposed, `p` swapping 0 and 3 (see
+/// `winograd::flip_transformed`), and the product reads it transposed in place.
+pub fn forward_flipped(dz: &[f32], t: ConvShape, u: &[f32]) -> Vec<f32> {
+    check_winograd_operands(dz, t, u, 16);
+    let n = t.cin * t.cout;
+    let p = |a: usize| match a {
+        0 => 3,
+        3 => 0,
+        a => a,
+    };
+    forward_planes(
+        dz,
+        t,
+        |xi| {
+            let q = p(xi / 4) * 4 + p(xi % 4);
+            MatRef::transposed(&u[q * n..(q + 1) * n], t.cin)
+        },
+        None,
+        false,
+    )
+}
+
+/// The forward with the 16 kernel planes (`[cin][cout]` each) that `plane` gives.
+fn forward_planes<'u>(
+    x: &[f32],
+    s: ConvShape,
+    plane: impl Fn(usize) -> MatRef<'u> + Sync,
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     let (h, w, cin, cout) = (s.h, s.w, s.cin, s.cout);
     let (th, tw) = tiles_per_image(s);
     let mut y = vec![0.0f32; s.pixels() * cout];
@@ -154,12 +197,12 @@ pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: b
         m.resize(16 * count * cout, 0.0);
         m.par_chunks_mut(count * cout)
             .enumerate()
-            .for_each(|(xi, plane)| {
+            .for_each(|(xi, dst)| {
                 matmul(
                     (count, cout, cin),
                     MatRef::rows(&v[xi * count * cin..(xi + 1) * count * cin], cin),
-                    MatRef::rows(&u[xi * cin * cout..(xi + 1) * cin * cout], cout),
-                    plane,
+                    plane(xi),
+                    dst,
                     cout,
                     false,
                     Threads::Serial,
@@ -330,6 +373,12 @@ mod tests {
                 &flip_transformed(&transform_kernel(&wt, s.cout, s.cin), s.cin, s.cout),
                 None,
                 false,
+            );
+            // the same, read from the forward's kernel without flipping it first
+            assert_eq!(
+                forward_flipped(&dz, t, &transform_kernel(&wt, s.cout, s.cin)),
+                got,
+                "{s:?}"
             );
             let scale = (s.cout as f32).sqrt();
             for (g, e) in got.iter().zip(&want) {
