@@ -10,6 +10,7 @@ use cudarc::driver::CudaSlice;
 use super::GpuError;
 use super::cuda::{Cuda, State, addr, addr_mut};
 use super::cudnn::{self, ConvShapes, Pass, TensorDesc};
+use crate::kernels::layout;
 
 /// One convolution's kernel (`[cout, 3, 3, cin]`) and bias on the card.
 pub struct GpuLayer {
@@ -26,30 +27,14 @@ impl std::fmt::Debug for GpuLayer {
 }
 
 /// `[cout, cin, 3, 3]` (burn's and PyTorch's layout) to `[cout, 3, 3, cin]` (cuDNN's NHWC
-/// filter layout).
+/// filter layout): each output channel's `[cin][9]` transposed, as an NCHW -> NHWC transpose.
 pub fn oihw_to_ohwi(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
-    let mut out = vec![0.0; w.len()];
-    for o in 0..cout {
-        for i in 0..cin {
-            for k in 0..9 {
-                out[(o * 9 + k) * cin + i] = w[(o * cin + i) * 9 + k];
-            }
-        }
-    }
-    out
+    layout::nchw_to_nhwc(w, [cout, cin, 3, 3])
 }
 
 /// The inverse of [`oihw_to_ohwi`].
 pub fn ohwi_to_oihw(w: &[f32], cout: usize, cin: usize) -> Vec<f32> {
-    let mut out = vec![0.0; w.len()];
-    for o in 0..cout {
-        for k in 0..9 {
-            for i in 0..cin {
-                out[(o * cin + i) * 9 + k] = w[(o * 9 + k) * cin + i];
-            }
-        }
-    }
-    out
+    layout::nhwc_to_nchw(w, [cout, 3, 3, cin])
 }
 
 /// An NHWC activation on the card.

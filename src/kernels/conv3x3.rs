@@ -155,7 +155,7 @@ impl Prepared {
 }
 
 /// A kernel prepared for the inference forward only: Winograd F(4x4, 3x3) where an image
-/// fills its products (blocks 1-3 at 218 x 178), otherwise as the training forward's
+/// fills its products (blocks 1-4 at 218 x 178), otherwise as the training forward's
 /// [`Prepared`]. No backward pass uses it.
 pub enum Inference {
     Winograd4(Vec<f32>),

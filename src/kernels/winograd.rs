@@ -217,6 +217,29 @@ fn tile_rows<S: Scheme>(
     }
 }
 
+/// The `T x T` input tile of one image `x` (`h x w x c`) whose top-left pixel is
+/// `(y0 - 1, x0 - 1)` (the 'same' padding), into `d` as `T * T` rows of `c`, zero outside.
+pub(super) fn gather_tile<const T: usize>(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    c: usize,
+    (y0, x0): (usize, usize),
+    d: &mut [f32],
+) {
+    for a in 0..T {
+        let iy = (y0 + a).checked_sub(1).filter(|&iy| iy < h);
+        for b in 0..T {
+            let ix = (x0 + b).checked_sub(1).filter(|&ix| ix < w);
+            let seg = &mut d[(a * T + b) * c..(a * T + b + 1) * c];
+            match (iy, ix) {
+                (Some(iy), Some(ix)) => seg.copy_from_slice(&x[(iy * w + ix) * c..][..c]),
+                _ => seg.fill(0.0),
+            }
+        }
+    }
+}
+
 /// `d = B^T x B`: the 4x4 input tile `(ty, tx)` of one image `x` (`h x w x c`, zero outside),
 /// transformed, into `d` as 16 rows of `c` (row `a * 4 + b`).
 pub(super) fn input_tile(
@@ -228,17 +251,7 @@ pub(super) fn input_tile(
     tx: usize,
     d: &mut [f32],
 ) {
-    for a in 0..4 {
-        let iy = (2 * ty + a).checked_sub(1).filter(|&iy| iy < h);
-        for b in 0..4 {
-            let ix = (2 * tx + b).checked_sub(1).filter(|&ix| ix < w);
-            let seg = &mut d[(a * 4 + b) * c..(a * 4 + b + 1) * c];
-            match (iy, ix) {
-                (Some(iy), Some(ix)) => seg.copy_from_slice(&x[(iy * w + ix) * c..][..c]),
-                _ => seg.fill(0.0),
-            }
-        }
-    }
+    gather_tile::<4>(x, h, w, c, (2 * ty, 2 * tx), d);
     // d <- B^T d B, in place: first down each column, then along each row
     for b in 0..4 {
         let [r0, r1, r2, r3] = rows(d, c, [b, 4 + b, 8 + b, 12 + b]);
@@ -315,11 +328,37 @@ pub(super) fn rows<const N: usize>(
     idx.map(|i| slots[i].take().expect("distinct rows of a tile"))
 }
 
+/// Checks a Winograd forward (`transform` then `forward`, with bias and ReLU) against im2col's
+/// on `shapes`: `close(got, want, largest |want|)` must hold for every output.
+#[cfg(test)]
+pub(super) fn check_against_im2col(
+    shapes: &[ConvShape],
+    transform: impl Fn(&[f32], usize, usize) -> Vec<f32>,
+    forward: impl Fn(&[f32], ConvShape, &[f32], Option<&[f32]>, bool) -> Vec<f32>,
+    close: impl Fn(f32, f32, f32) -> bool,
+) {
+    use crate::kernels::{conv3x3, layout::pack_kernel};
+    for &s in shapes {
+        let x: Vec<f32> = (0..s.pixels() * s.cin)
+            .map(|i| (i as f32 * 0.613).sin())
+            .collect();
+        let wt: Vec<f32> = (0..s.cout * s.cin * 9)
+            .map(|i| (i as f32 * 0.271).cos() * 0.3)
+            .collect();
+        let b: Vec<f32> = (0..s.cout).map(|i| i as f32 * 0.01 - 0.02).collect();
+        let want = conv3x3::forward(&x, s, &pack_kernel(&wt, s.cout, s.cin), Some(&b), true);
+        let got = forward(&x, s, &transform(&wt, s.cout, s.cin), Some(&b), true);
+        assert_eq!(got.len(), want.len(), "{s:?}");
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (&g, &e) in got.iter().zip(&want) {
+            assert!(close(g, e, scale), "{s:?}: {g} vs {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::conv3x3;
-    use crate::kernels::layout::pack_kernel;
 
     #[test]
     fn written_out_transform_is_the_matrix_product() {
@@ -363,48 +402,17 @@ mod tests {
 
     #[test]
     fn matches_im2col_convolution_on_odd_and_even_sizes() {
-        for s in [
-            ConvShape {
-                n: 2,
-                h: 7,
-                w: 9,
-                cin: 5,
-                cout: 6,
-            },
-            ConvShape {
-                n: 3,
-                h: 8,
-                w: 4,
-                cin: 8,
-                cout: 3,
-            },
-            ConvShape {
-                n: 1,
-                h: 1,
-                w: 1,
-                cin: 2,
-                cout: 2,
-            },
-            ConvShape {
-                n: 2,
-                h: 27,
-                w: 22,
-                cin: 16,
-                cout: 24,
-            },
-        ] {
-            let x: Vec<f32> = (0..s.pixels() * s.cin)
-                .map(|i| (i as f32 * 0.613).sin())
-                .collect();
-            let wt: Vec<f32> = (0..s.cout * s.cin * 9)
-                .map(|i| (i as f32 * 0.271).cos() * 0.3)
-                .collect();
-            let b: Vec<f32> = (0..s.cout).map(|i| i as f32 * 0.01 - 0.02).collect();
-            let want = conv3x3::forward(&x, s, &pack_kernel(&wt, s.cout, s.cin), Some(&b), true);
-            let got = forward(&x, s, &transform_kernel(&wt, s.cout, s.cin), Some(&b), true);
-            for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() < 1e-5 * (1.0 + e.abs()), "{s:?}: {g} vs {e}");
-            }
-        }
+        let s = |n, h, w, cin, cout| ConvShape { n, h, w, cin, cout };
+        check_against_im2col(
+            &[
+                s(2, 7, 9, 5, 6),
+                s(3, 8, 4, 8, 3),
+                s(1, 1, 1, 2, 2),
+                s(2, 27, 22, 16, 24),
+            ],
+            transform_kernel,
+            forward,
+            |g, e, _| (g - e).abs() < 1e-5 * (1.0 + e.abs()),
+        );
     }
 }

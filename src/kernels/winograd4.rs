@@ -1,5 +1,5 @@
 //! 3x3 'same' convolution by Winograd's F(4x4, 3x3) on NHWC, for the inference forward of
-//! large images (blocks 1-3 at 218 x 178): each 4x4 block of output pixels comes from a 6x6
+//! large images (blocks 1-4 at 218 x 178): each 4x4 block of output pixels comes from a 6x6
 //! input tile through 36 products per channel pair instead of 144, 2.25 products per output
 //! where F(2x2, 3x3) needs 4 and im2col 9. The image-at-a-time driver is `winograd`'s
 //! ([`super::winograd::forward_with`]); this module holds the transforms. The kernel transform
@@ -8,7 +8,7 @@
 //! trainable layers keep F(2x2, 3x3), whose flipped kernel comes from the transformed one.
 
 use super::shape::ConvShape;
-use super::winograd::{Scheme, fills_products_with, forward_with, rows};
+use super::winograd::{Scheme, fills_products_with, forward_with, gather_tile, rows};
 
 /// Winograd's kernel matrix of F(4x4, 3x3).
 const G: [[f64; 3]; 6] = [
@@ -62,17 +62,7 @@ impl Scheme for F4 {
     const PLANES: usize = 36;
 
     fn input_tile(x: &[f32], h: usize, w: usize, c: usize, ty: usize, tx: usize, d: &mut [f32]) {
-        for a in 0..6 {
-            let iy = (4 * ty + a).checked_sub(1).filter(|&iy| iy < h);
-            for b in 0..6 {
-                let ix = (4 * tx + b).checked_sub(1).filter(|&ix| ix < w);
-                let seg = &mut d[(a * 6 + b) * c..(a * 6 + b + 1) * c];
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) => seg.copy_from_slice(&x[(iy * w + ix) * c..][..c]),
-                    _ => seg.fill(0.0),
-                }
-            }
-        }
+        gather_tile::<6>(x, h, w, c, (4 * ty, 4 * tx), d);
         // d <- B^T d B, in place: first down each column, then along each row
         for b in 0..6 {
             bt6(rows(d, c, std::array::from_fn(|a| a * 6 + b)));
@@ -133,8 +123,6 @@ fn bt6([r0, r1, r2, r3, r4, r5]: [&mut [f32]; 6]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::conv3x3;
-    use crate::kernels::layout::pack_kernel;
 
     /// B^T, A^T and G of F(4, 3) as matrices: the 1-D convolution of a 6-long signal with a
     /// 3-tap kernel is A^T [(G g) * (B^T d)], checked against the definition.
@@ -166,53 +154,20 @@ mod tests {
 
     #[test]
     fn matches_im2col_convolution_on_odd_and_even_sizes() {
-        for s in [
-            ConvShape {
-                n: 2,
-                h: 7,
-                w: 9,
-                cin: 5,
-                cout: 6,
-            },
-            ConvShape {
-                n: 1,
-                h: 1,
-                w: 1,
-                cin: 2,
-                cout: 2,
-            },
-            ConvShape {
-                n: 2,
-                h: 54,
-                w: 44,
-                cin: 16,
-                cout: 24,
-            },
-            ConvShape {
-                n: 1,
-                h: 13,
-                w: 6,
-                cin: 64,
-                cout: 8,
-            },
-        ] {
-            let x: Vec<f32> = (0..s.pixels() * s.cin)
-                .map(|i| (i as f32 * 0.613).sin())
-                .collect();
-            let wt: Vec<f32> = (0..s.cout * s.cin * 9)
-                .map(|i| (i as f32 * 0.271).cos() * 0.3)
-                .collect();
-            let b: Vec<f32> = (0..s.cout).map(|i| i as f32 * 0.01 - 0.02).collect();
-            let want = conv3x3::forward(&x, s, &pack_kernel(&wt, s.cout, s.cin), Some(&b), true);
-            let got = forward(&x, s, &transform_kernel(&wt, s.cout, s.cin), Some(&b), true);
-            assert_eq!(got.len(), want.len());
-            // F(4x4)'s larger transform coefficients cost accuracy: up to 1.6e-5 of the
-            // largest output here (F(2x2): 1e-6); through VGG16's blocks 1-4 the features
-            // differ from a direct convolution by 2e-6 (relative L2; F(2x2): 1e-6)
-            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            for (g, e) in got.iter().zip(&want) {
-                assert!((g - e).abs() <= 5e-5 * scale, "{s:?}: {g} vs {e}");
-            }
-        }
+        let s = |n, h, w, cin, cout| ConvShape { n, h, w, cin, cout };
+        // F(4x4)'s larger transform coefficients cost accuracy: up to 1.6e-5 of the largest
+        // output here (F(2x2): 1e-6); through VGG16's blocks 1-4 the features differ from a
+        // direct convolution by 2e-6 (relative L2; F(2x2): 1e-6)
+        crate::kernels::winograd::check_against_im2col(
+            &[
+                s(2, 7, 9, 5, 6),
+                s(1, 1, 1, 2, 2),
+                s(2, 54, 44, 16, 24),
+                s(1, 13, 6, 64, 8),
+            ],
+            transform_kernel,
+            forward,
+            |g, e, scale| (g - e).abs() <= 5e-5 * scale,
+        );
     }
 }

@@ -8,7 +8,7 @@
 use burn::tensor::{Device, Tensor};
 
 use super::architecture::{ConvLayer, conv_shapes, pool_after};
-use super::layers::{tensor_from_vec, tensor2, tensor4, values, with_values};
+use super::layers::{tensor_from_vec, tensor2, values, with_values};
 use super::prepared::PreparedKernels;
 use crate::kernels::conv3x3::{self, ConvShape};
 use crate::kernels::{layout, pool};
@@ -31,8 +31,8 @@ impl Activations {
 
     pub fn into_tensor(self, device: &Device) -> Tensor<4> {
         let [n, h, w, c] = self.dims;
-        tensor4(
-            &layout::nhwc_to_nchw(&self.data, self.dims),
+        tensor_from_vec(
+            layout::nhwc_to_nchw(&self.data, self.dims),
             [n, c, h, w],
             device,
         )

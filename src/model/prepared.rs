@@ -1,7 +1,7 @@
 //! Each layer's weights in the form an engine runs them, kept between forward passes: for the
-//! host kernels the packed or Winograd-transformed kernel (preparing VGG16's 13 takes about
-//! tens of milliseconds on 2 cores), for the GPU the kernel and bias on the card. The same for every batch
-//! while the weights stay the same. Whoever changes a layer's tensors calls
+//! host kernels the packed or Winograd-transformed kernel (preparing VGG16's 13 takes tens of
+//! milliseconds on 2 cores), for the GPU the kernel and bias on the card. The same for every
+//! batch while the weights stay the same. Whoever changes a layer's tensors calls
 //! [`PreparedKernels::forget`] (the optimisation step does); a copy of the model starts with an
 //! empty store, since the copy's weights may change on their own.
 
