@@ -204,10 +204,31 @@ pub fn inference_algorithm(s: ConvShape) -> &'static str {
     }
 }
 
+/// The gradient of a kernel, in the form its algorithm makes it.
+pub enum KernelGrad {
+    /// Packed `[9 * cin, cout]` like an im2col kernel.
+    Packed(Vec<f32>),
+    /// The gradient of the Winograd-transformed kernel, `[16][cout][cin]` as the kernel
+    /// (`winograd::update_kernel` and `winograd::kernel_grad_from_transformed` make the
+    /// kernel's own from it).
+    Transformed(Vec<f32>),
+}
+
+impl KernelGrad {
+    /// The gradient as an OIHW kernel of `cout` x `cin`.
+    pub fn to_oihw(&self, cout: usize, cin: usize) -> Vec<f32> {
+        match self {
+            KernelGrad::Packed(p) => super::layout::unpack_kernel(p, cout, cin),
+            KernelGrad::Transformed(du) => {
+                super::winograd::kernel_grad_from_transformed(du, cout, cin)
+            }
+        }
+    }
+}
+
 /// Gradients of one convolution + ReLU.
 pub struct ConvGrads {
-    /// Kernel gradient, packed `[9 * cin, cout]` like the kernel.
-    pub kernel: Vec<f32>,
+    pub kernel: KernelGrad,
     pub bias: Vec<f32>,
     /// Input gradient `[n, h, w, cin]`, when asked for.
     pub input: Option<Vec<f32>>,
@@ -215,8 +236,8 @@ pub struct ConvGrads {
 
 /// Backward of `y = relu(conv(x) + b)` given `dy`: `kernel`, the layer's prepared kernel, is
 /// needed only when the input gradient is asked for. The kernel gradient runs on Winograd
-/// where the forward does (`winograd_batch::kernel_grad`), the input gradient as the forward
-/// of the flipped kernel.
+/// where the forward does (`winograd_batch::transformed_kernel_grad`, left as the gradient of
+/// the transformed kernel), the input gradient as the forward of the flipped kernel.
 pub fn backward(
     x: &[f32],
     y: &[f32],
@@ -227,9 +248,9 @@ pub fn backward(
     let (dz, bias) = through_relu(y, dy, s);
     let input = kernel.map(|k| k.input_grad(&dz, s));
     let kernel = if uses_winograd(s) {
-        super::winograd_batch::kernel_grad(x, &dz, s)
+        KernelGrad::Transformed(super::winograd_batch::transformed_kernel_grad(x, &dz, s))
     } else {
-        im2col_kernel_grad(x, &dz, s)
+        KernelGrad::Packed(im2col_kernel_grad(x, &dz, s))
     };
     ConvGrads {
         kernel,
@@ -276,7 +297,7 @@ pub fn backward_im2col(
     flipped: Option<&[f32]>,
 ) -> ConvGrads {
     let (dz, bias) = through_relu(y, dy, s);
-    let kernel = im2col_kernel_grad(x, &dz, s);
+    let kernel = KernelGrad::Packed(im2col_kernel_grad(x, &dz, s));
     let input = flipped.map(|f| forward(&dz, s.transposed(), f, None, false));
     ConvGrads {
         kernel,
@@ -316,7 +337,7 @@ fn im2col_kernel_grad(x: &[f32], dz: &[f32], s: ConvShape) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::layout::{flip_kernel, pack_kernel, unpack_kernel};
+    use crate::kernels::layout::{flip_kernel, pack_kernel};
 
     /// Direct convolution on NHWC with an OIHW kernel, in f64.
     fn direct(x: &[f32], s: ConvShape, w: &[f32], b: &[f32]) -> Vec<f64> {
@@ -402,7 +423,7 @@ mod tests {
             s,
             Some(&pack_kernel(&flip_kernel(&w, s.cout, s.cin), s.cin, s.cout)),
         );
-        let gw = unpack_kernel(&g.kernel, s.cout, s.cin);
+        let gw = g.kernel.to_oihw(s.cout, s.cin);
         let gx = g.input.expect("input gradient");
         let eps = 1e-3f32;
         let check = |analytic: f32, plus: f64, minus: f64, what: &str| {

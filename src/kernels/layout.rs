@@ -63,6 +63,80 @@ pub fn per_kernel_planes<const P: usize>(
     planes_out
 }
 
+/// `P` planes `[P][out][in]` from an OIHW 3x3 kernel into `planes_out`, whose old values are
+/// all overwritten: element `(q, o, i)` is value `q` of `values(kernel o <- i)` (its 9 taps,
+/// row-major). Output channel `o`'s kernels, contiguous in OIHW, become row `o` of every
+/// plane ([`fill_kernel_row`]), so each job (sixteen output channels) reads one run and writes
+/// one run per plane.
+pub fn per_kernel_rows_into<const P: usize>(
+    w: &[f32],
+    out_ch: usize,
+    in_ch: usize,
+    values: impl Fn(&[f32]) -> [f32; P] + Sync,
+    planes_out: &mut [f32],
+) {
+    const OB: usize = 16;
+    assert!(
+        w.len() == 9 * in_ch * out_ch && planes_out.len() == P * in_ch * out_ch,
+        "kernel planes do not match the kernel's shape"
+    );
+    if planes_out.is_empty() {
+        return;
+    }
+    split_planes(planes_out, out_ch, in_ch, OB)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(k, mut planes)| {
+            let kernels = &w[k * OB * in_ch * 9..];
+            for r in 0..planes[0].len() / in_ch {
+                fill_kernel_row(
+                    &kernels[r * in_ch * 9..][..in_ch * 9],
+                    &mut planes,
+                    r,
+                    &values,
+                );
+            }
+        });
+}
+
+/// Writes `values` of one output channel's kernels (`kernels`: `in` kernels of 9 taps, as
+/// OIHW lays them out) into row `r` of each of `planes` (rows of `in`). Sixteen kernels at a
+/// time are gathered tap-major, so that `values` runs on them side by side (the loop over
+/// them vectorises), and each plane gets them as one 64-byte run.
+pub fn fill_kernel_row<const P: usize>(
+    kernels: &[f32],
+    planes: &mut [&mut [f32]],
+    r: usize,
+    values: &impl Fn(&[f32]) -> [f32; P],
+) {
+    const L: usize = 16;
+    let in_ch = kernels.len() / 9;
+    let mut taps = [[0.0f32; L]; 9];
+    let mut out = [[0.0f32; L]; P];
+    for i0 in (0..in_ch).step_by(L) {
+        let lb = L.min(in_ch - i0);
+        for (l, g) in kernels[i0 * 9..][..lb * 9].chunks_exact(9).enumerate() {
+            for (t, &v) in g.iter().enumerate() {
+                taps[t][l] = v;
+            }
+        }
+        for l in 0..L {
+            let g: [f32; 9] = std::array::from_fn(|t| taps[t][l]);
+            for (q, v) in values(&g).into_iter().enumerate() {
+                out[q][l] = v;
+            }
+        }
+        for (plane, values) in planes.iter_mut().zip(&out) {
+            let dst = &mut plane[r * in_ch + i0..][..lb];
+            // a whole run as one fixed-size copy (vector stores, not a call)
+            match <&mut [f32; L]>::try_from(&mut *dst) {
+                Ok(run) => *run = *values,
+                Err(_) => dst.copy_from_slice(&values[..lb]),
+            }
+        }
+    }
+}
+
 /// OIHW 3x3 kernel -> the OIHW kernel of the input-gradient convolution (`in` outputs,
 /// `out` inputs): turned 180 degrees with in and out swapped.
 pub fn flip_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {

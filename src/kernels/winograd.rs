@@ -9,19 +9,158 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, Threads, matmul};
+use super::layout::{fill_kernel_row, per_kernel_rows_into, split_planes};
 use super::shape::{ConvShape, bias_relu, check_winograd_operands};
 
 /// Winograd's kernel matrix of F(2x2, 3x3).
-pub(super) const G: [[f32; 3]; 4] = [
+#[cfg(test)]
+const G: [[f32; 3]; 4] = [
     [1.0, 0.0, 0.0],
     [0.5, 0.5, 0.5],
     [0.5, -0.5, 0.5],
     [0.0, 0.0, 1.0],
 ];
 
-/// The transformed kernel `U = G g G^T`, laid out `[16][in][out]`, from an OIHW 3x3 kernel.
+/// The transformed kernel `U = G g G^T`, laid out `[16][out][in]` (each plane the kernel's
+/// `out x in` matrix, in OIHW's order), from an OIHW 3x3 kernel.
 pub fn transform_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
-    super::layout::per_kernel_planes(w, out_ch, in_ch, transform_one)
+    let mut u = vec![0.0f32; 16 * in_ch * out_ch];
+    transform_kernel_into(w, out_ch, in_ch, &mut u);
+    u
+}
+
+/// [`transform_kernel`] into `u`, a buffer of the same size (a training step's last kernel,
+/// refilled from the updated weights without allocating another).
+pub fn transform_kernel_into(w: &[f32], out_ch: usize, in_ch: usize, u: &mut [f32]) {
+    per_kernel_rows_into(w, out_ch, in_ch, transform_one, u)
+}
+
+/// One optimiser step of a 3x3 kernel from `du`, the gradient of its transform `U = G g G^T`
+/// (`[16][out][in]`, laid out as [`transform_kernel`] lays out `U`), in one pass over the
+/// kernel where the gradient, the update and the next transform would each make their own.
+/// Sixteen output channels a job, on all threads:
+/// - the kernels' gradient `dg = G^T dU G`, OIHW, from the job's rows of `du`;
+/// - `update(gradient, parts)`, with the job's part of each of `arrays` (OIHW arrays of the
+///   kernel's size: the kernel first, then whatever the optimiser keeps, such as Adam's
+///   moments);
+/// - the job's rows of `u` refilled with the transform of the updated kernel (`arrays[0]`),
+///   exactly as [`transform_kernel`] makes it.
+pub fn update_kernel<const N: usize>(
+    du: &[f32],
+    out_ch: usize,
+    in_ch: usize,
+    arrays: [&mut [f32]; N],
+    u: &mut [f32],
+    update: impl Fn(&[f32], [&mut [f32]; N]) + Sync,
+) {
+    assert!(
+        N > 0 && u.len() == du.len(),
+        "the kernel and its transform are needed"
+    );
+    by_output_blocks(du, out_ch, in_ch, arrays, Some(u), update)
+}
+
+/// The OIHW gradient of a kernel from `du`, that of its transform (see [`update_kernel`]),
+/// each element summed in the same order as there.
+pub fn kernel_grad_from_transformed(du: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
+    let mut grad = vec![0.0f32; 9 * in_ch * out_ch];
+    by_output_blocks(du, out_ch, in_ch, [&mut grad], None, |g, [dst]| {
+        dst.copy_from_slice(g)
+    });
+    grad
+}
+
+/// [`update_kernel`]'s driver: `u`, when given, is refilled from `arrays[0]`. A job is a
+/// block of output channels: its rows of `du` and `u` (`[16][out][in]`) and its parts of the
+/// OIHW arrays are each one contiguous run, so every array is read and written in long runs.
+fn by_output_blocks<const N: usize>(
+    du: &[f32],
+    out_ch: usize,
+    in_ch: usize,
+    arrays: [&mut [f32]; N],
+    u: Option<&mut [f32]>,
+    update: impl Fn(&[f32], [&mut [f32]; N]) + Sync,
+) {
+    const OB: usize = 16;
+    let len = 9 * in_ch * out_ch;
+    assert!(
+        du.len() == 16 * in_ch * out_ch && arrays.iter().all(|a| a.len() == len),
+        "kernel gradient does not match the kernel's shape"
+    );
+    if len == 0 {
+        return;
+    }
+    let jobs = out_ch.div_ceil(OB);
+    let mut parts = arrays.map(|a| a.chunks_mut(OB * in_ch * 9));
+    let blocks: Vec<[&mut [f32]; N]> = (0..jobs)
+        .map(|_| parts.each_mut().map(|p| p.next().unwrap_or_default()))
+        .collect();
+    let rows: Vec<Option<Vec<&mut [f32]>>> = match u {
+        Some(u) => split_planes(u, out_ch, in_ch, OB)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..jobs).map(|_| None).collect(),
+    };
+    blocks.into_par_iter().zip(rows).enumerate().for_each_init(
+        Vec::new,
+        |grad, (k, (mut block, rows))| {
+            let outputs = k * OB..k * OB + block[0].len() / (in_ch * 9);
+            grad_rows(du, out_ch, in_ch, outputs.clone(), grad);
+            update(grad, block.each_mut().map(|p| &mut **p));
+            if let Some(mut rows) = rows {
+                for (r, kernels) in block[0].chunks_exact(in_ch * 9).enumerate() {
+                    fill_kernel_row(kernels, &mut rows, r, &transform_one);
+                }
+            }
+        },
+    );
+}
+
+/// The kernels' gradient `G^T dU G` of outputs `outputs` and every input, OIHW, into `grad`,
+/// from their rows of `du` (`[16][out][in]`): sixteen kernels side by side (the loop over
+/// them vectorises).
+fn grad_rows(
+    du: &[f32],
+    out_ch: usize,
+    in_ch: usize,
+    outputs: std::ops::Range<usize>,
+    grad: &mut Vec<f32>,
+) {
+    const L: usize = 16;
+    grad.resize(outputs.len() * in_ch * 9, 0.0);
+    let mut out = [[0.0f32; 9]; L];
+    for (o, dst) in outputs.zip(grad.chunks_exact_mut(in_ch * 9)) {
+        let rows: [&[f32]; 16] = std::array::from_fn(|q| &du[(q * out_ch + o) * in_ch..][..in_ch]);
+        for i0 in (0..in_ch).step_by(L) {
+            let lb = L.min(in_ch - i0);
+            for (l, g) in out[..lb].iter_mut().enumerate() {
+                *g = grad_one(&std::array::from_fn(|q| rows[q][i0 + l]));
+            }
+            for (d, g) in dst[i0 * 9..][..lb * 9].chunks_exact_mut(9).zip(&out) {
+                d.copy_from_slice(g);
+            }
+        }
+    }
+}
+
+/// `G^T m G` of one kernel's transformed gradient `m` (16 values `a * 4 + b`): the gradient of
+/// its 3x3 kernel, row-major. The adjoint of [`transform_one`], written out the same way.
+#[inline]
+fn grad_one(m: &[f32; 16]) -> [f32; 9] {
+    #[inline(always)]
+    fn gt_times(m0: f32, m1: f32, m2: f32, m3: f32) -> [f32; 3] {
+        let (sum, diff) = (0.5 * (m1 + m2), 0.5 * (m1 - m2));
+        [m0 + sum, diff, sum + m3]
+    }
+    // G^T m: G^T times each column of m
+    let c: [[f32; 3]; 4] = std::array::from_fn(|b| gt_times(m[b], m[4 + b], m[8 + b], m[12 + b]));
+    let mut g = [0.0f32; 9];
+    for ky in 0..3 {
+        // row ky of (G^T m) G is G^T times row ky of G^T m
+        g[ky * 3..ky * 3 + 3].copy_from_slice(&gt_times(c[0][ky], c[1][ky], c[2][ky], c[3][ky]));
+    }
+    g
 }
 
 /// `G g G^T` of one 3x3 kernel `g` (row-major), as 16 values `a * 4 + b`. `G`'s rows are
@@ -46,16 +185,17 @@ fn transform_one(g: &[f32]) -> [f32; 16] {
 }
 
 /// The transformed kernel of the input-gradient convolution (the kernel turned 180 degrees,
-/// in and out swapped) from `u` of the forward kernel (`[16][in][out]`), without going back
+/// in and out swapped) from `u` of the forward kernel (`[16][out][in]`), without going back
 /// to the kernel: reversing a 3x3 kernel swaps rows 0 and 3 of `G g`, so plane `(a, b)` of the
-/// result is plane `(p(a), p(b))` of `u` transposed, with `p` swapping 0 and 3.
+/// result is plane `(p(a), p(b))` of `u` transposed, with `p` swapping 0 and 3. `in_ch` and
+/// `out_ch` are the forward kernel's.
 pub fn flip_transformed(u: &[f32], in_ch: usize, out_ch: usize) -> Vec<f32> {
     let p = |a: usize| match a {
         0 => 3,
         3 => 0,
         a => a,
     };
-    super::layout::transpose_planes(u, 16, in_ch, out_ch, |xi| p(xi / 4) * 4 + p(xi % 4))
+    super::layout::transpose_planes(u, 16, out_ch, in_ch, |xi| p(xi / 4) * 4 + p(xi % 4))
 }
 
 /// A Winograd scheme F(m x m, 3x3) for the per-image forward: output tiles of `M x M`
@@ -74,6 +214,9 @@ pub(super) trait Scheme {
         z: &mut Vec<f32>,
         put: impl FnMut(usize, usize, &[f32]),
     );
+    /// Plane `xi` of a transformed kernel `u` as the `cin x cout` right-hand matrix of its
+    /// product.
+    fn kernel_plane(u: &[f32], xi: usize, cin: usize, cout: usize) -> MatRef<'_>;
 }
 
 /// F(2x2, 3x3).
@@ -92,6 +235,10 @@ impl Scheme for F2 {
         put: impl FnMut(usize, usize, &[f32]),
     ) {
         output_tile(plane, c, z, put)
+    }
+    /// [`transform_kernel`]'s planes are `out x in`: the product reads them transposed.
+    fn kernel_plane(u: &[f32], xi: usize, cin: usize, cout: usize) -> MatRef<'_> {
+        MatRef::transposed(&u[xi * cin * cout..(xi + 1) * cin * cout], cin)
     }
 }
 
@@ -117,7 +264,7 @@ pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: b
     forward_with::<F2>(x, s, u, bias, relu)
 }
 
-/// [`forward`] with scheme `S`, `u` laid out `[PLANES][in][out]`, an image at a time.
+/// [`forward`] with scheme `S`, `u` laid out as `S::kernel_plane` reads it, an image at a time.
 pub(super) fn forward_with<S: Scheme>(
     x: &[f32],
     s: ConvShape,
@@ -191,7 +338,7 @@ fn tile_rows<S: Scheme>(
         matmul(
             (count, cout, cin),
             MatRef::rows(&sc.v[xi * count * cin..(xi + 1) * count * cin], cin),
-            MatRef::rows(&u[xi * cin * cout..(xi + 1) * cin * cout], cout),
+            S::kernel_plane(u, xi, cin, cout),
             &mut sc.m[xi * count * cout..(xi + 1) * count * cout],
             cout,
             false,
@@ -387,6 +534,79 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `grad_one` is `G^T m G` (to rounding: the matrix product sums in another order) and
+    /// the adjoint of the transform: `<G g G^T, m> = <g, G^T m G>`.
+    #[test]
+    fn written_out_gradient_is_the_adjoint_of_the_transform() {
+        for seed in 0..50 {
+            let m: [f32; 16] = std::array::from_fn(|i| ((i * 5 + seed) as f32 * 0.731).sin() * 2.0);
+            let g: Vec<f32> = (0..9)
+                .map(|i| ((i * 3 + seed) as f32 * 0.37).cos())
+                .collect();
+            let got = grad_one(&m);
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let want: f32 = (0..16).map(|q| G[q / 4][ky] * m[q] * G[q % 4][kx]).sum();
+                    assert!((got[ky * 3 + kx] - want).abs() < 1e-5, "{got:?}");
+                }
+            }
+            let lhs: f64 = transform_one(&g)
+                .iter()
+                .zip(&m)
+                .map(|(a, b)| (a * b) as f64)
+                .sum();
+            let rhs: f64 = g.iter().zip(&got).map(|(a, b)| (a * b) as f64).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-5 * (1.0 + lhs.abs()),
+                "{lhs} vs {rhs}"
+            );
+        }
+    }
+
+    /// Plane `q`, row `o`, column `i` of the transform is value `q` of kernel (o, i)'s.
+    #[test]
+    fn transform_lays_each_plane_out_by_output_then_input() {
+        let (o, i) = (21, 19);
+        let w: Vec<f32> = (0..o * i * 9).map(|v| (v as f32 * 0.37).sin()).collect();
+        let u = transform_kernel(&w, o, i);
+        for (oc, ic) in [(0, 0), (20, 18), (16, 3), (5, 17)] {
+            let want = transform_one(&w[(oc * i + ic) * 9..][..9]);
+            for (q, v) in want.iter().enumerate() {
+                assert_eq!(
+                    u[(q * o + oc) * i + ic],
+                    *v,
+                    "kernel ({oc}, {ic}), value {q}"
+                );
+            }
+        }
+        // refilling a used buffer overwrites all of it
+        let mut again = vec![f32::NAN; u.len()];
+        transform_kernel_into(&w, o, i, &mut again);
+        assert_eq!(again, u);
+    }
+
+    /// One pass (gradient, update, transform) is the three passes it replaces, to the bit.
+    #[test]
+    fn update_kernel_is_gradient_then_update_then_transform() {
+        let (o, i) = (37, 21);
+        let du: Vec<f32> = (0..16 * o * i).map(|v| (v as f32 * 0.113).sin()).collect();
+        let w: Vec<f32> = (0..9 * o * i).map(|v| (v as f32 * 0.29).cos()).collect();
+        let state: Vec<f32> = (0..9 * o * i).map(|v| (v as f32 * 0.07).sin()).collect();
+        let step = |g: &[f32], [w, s]: [&mut [f32]; 2]| {
+            for ((w, s), g) in w.iter_mut().zip(s.iter_mut()).zip(g) {
+                *s = 0.5 * *s + g;
+                *w -= 0.1 * *s;
+            }
+        };
+        let (mut w1, mut s1, mut u1) = (w.clone(), state.clone(), vec![f32::NAN; 16 * o * i]);
+        update_kernel(&du, o, i, [&mut w1, &mut s1], &mut u1, step);
+        let (mut w2, mut s2) = (w, state);
+        step(&kernel_grad_from_transformed(&du, o, i), [&mut w2, &mut s2]);
+        assert_eq!(w1, w2);
+        assert_eq!(s1, s2);
+        assert_eq!(u1, transform_kernel(&w2, o, i));
     }
 
     #[test]

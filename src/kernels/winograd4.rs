@@ -7,6 +7,7 @@
 //! input and output transforms have small integer coefficients. No backward pass uses it: the
 //! trainable layers keep F(2x2, 3x3), whose flipped kernel comes from the transformed one.
 
+use super::gemm::MatRef;
 use super::shape::ConvShape;
 use super::winograd::{Scheme, fills_products_with, forward_with, gather_tile, rows};
 
@@ -91,6 +92,10 @@ impl Scheme for F4 {
                 put(r, col, px);
             }
         }
+    }
+    /// This module's [`transform_kernel`] lays its planes out `in x out`.
+    fn kernel_plane(u: &[f32], xi: usize, cin: usize, cout: usize) -> MatRef<'_> {
+        MatRef::rows(&u[xi * cin * cout..(xi + 1) * cin * cout], cout)
     }
 }
 

@@ -7,9 +7,10 @@
 //! buffers are plane-major, `[16][tiles][channels]`). The backward pass:
 //! - input gradient: the same forward with the kernel turned 180 degrees and in/out swapped;
 //! - kernel gradient: `U = G g G^T` makes the gradient of `g` equal to
-//!   `G^T (sum over tiles of V ⊙ (A dz A^T)) G`, so it is 16 products `V^T . Z` over the
+//!   `G^T (sum over tiles of V ⊙ (A dz A^T)) G`, so it is 16 products `Z^T . V` over the
 //!   tiles (V the input tiles as the forward transforms them, Z the output-gradient tiles),
-//!   then a 4x4 -> 3x3 transform: 2.25x fewer multiply-adds than im2col's `patches^T . dz`.
+//!   2.25x fewer multiply-adds than im2col's `patches^T . dz`. The 4x4 -> 3x3 transform is
+//!   left to the optimiser's step (`winograd::update_kernel`), which reads the result once.
 //!
 //! Each product runs serially on one thread, the planes spread over the threads, and groups
 //! of images are summed in order: every element is summed in one fixed order.
@@ -21,7 +22,7 @@ use rayon::prelude::*;
 use super::gemm::{MatRef, Threads, matmul};
 use super::layout::split_planes;
 use super::shape::{ConvShape, bias_relu, check_winograd_operands};
-use super::winograd::{G, input_tile, output_tile};
+use super::winograd::{input_tile, output_tile};
 
 /// Largest tile buffer of one group, in floats (32 MiB).
 const GROUP_FLOATS: usize = 8 << 20;
@@ -140,10 +141,11 @@ const A: [[f32; 2]; 4] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
 pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     check_winograd_operands(x, s, u, 16);
     let n = s.cin * s.cout;
+    // the planes are `cout x cin` (see `winograd::transform_kernel`): read transposed
     forward_planes(
         x,
         s,
-        |xi| MatRef::rows(&u[xi * n..(xi + 1) * n], s.cout),
+        |xi| MatRef::transposed(&u[xi * n..(xi + 1) * n], s.cin),
         bias,
         relu,
     )
@@ -151,9 +153,10 @@ pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: b
 
 /// The input gradient's convolution (shape `t`, the forward's transposed: `t.cin` is the
 /// forward's `cout`) with the flipped kernel, read from the forward's transformed kernel `u`
-/// (`[16][t.cout][t.cin]`) without making the flipped one: plane `(a, b)` of the flipped
-/// kernel is plane `(p(a), p(b))` of `u` transposed, `p` swapping 0 and 3 (see
-/// `winograd::flip_transformed`), and the product reads it transposed in place.
+/// (`[16][t.cin][t.cout]`, the forward's `out x in` planes) without making the flipped one:
+/// plane `(a, b)` of the flipped kernel is plane `(p(a), p(b))` of `u` transposed, `p`
+/// swapping 0 and 3 (see `winograd::flip_transformed`), which is the `t.cin x t.cout` matrix
+/// the product wants, read in place.
 pub fn forward_flipped(dz: &[f32], t: ConvShape, u: &[f32]) -> Vec<f32> {
     check_winograd_operands(dz, t, u, 16);
     let n = t.cin * t.cout;
@@ -167,14 +170,14 @@ pub fn forward_flipped(dz: &[f32], t: ConvShape, u: &[f32]) -> Vec<f32> {
         t,
         |xi| {
             let q = p(xi / 4) * 4 + p(xi % 4);
-            MatRef::transposed(&u[q * n..(q + 1) * n], t.cin)
+            MatRef::rows(&u[q * n..(q + 1) * n], t.cout)
         },
         None,
         false,
     )
 }
 
-/// The forward with the 16 kernel planes (`[cin][cout]` each) that `plane` gives.
+/// The forward with the 16 kernel planes (`cin x cout` matrices) that `plane` gives.
 fn forward_planes<'u>(
     x: &[f32],
     s: ConvShape,
@@ -208,6 +211,7 @@ fn forward_planes<'u>(
                     Threads::Serial,
                 )
             });
+
         y[images.start * h * w * cout..images.end * h * w * cout]
             .par_chunks_mut(h * w * cout)
             .enumerate()
@@ -231,9 +235,9 @@ fn forward_planes<'u>(
     y
 }
 
-/// Gradient of the kernel of `z = conv(x)` given `dz`, packed `[9 * cin, cout]` like the
-/// kernel (see `layout::pack_kernel`).
-pub fn kernel_grad(x: &[f32], dz: &[f32], s: ConvShape) -> Vec<f32> {
+/// Gradient of the transformed kernel `U` of `z = conv(x)` given `dz`, `[16][cout][cin]` as
+/// `U` (`winograd::update_kernel` and `winograd::kernel_grad_from_transformed` make the kernel's own from it).
+pub fn transformed_kernel_grad(x: &[f32], dz: &[f32], s: ConvShape) -> Vec<f32> {
     assert_eq!(
         x.len(),
         s.pixels() * s.cin,
@@ -246,13 +250,13 @@ pub fn kernel_grad(x: &[f32], dz: &[f32], s: ConvShape) -> Vec<f32> {
     );
     let (cin, cout) = (s.cin, s.cout);
     let (th, tw) = tiles_per_image(s);
-    if s.pixels() == 0 {
-        return vec![0.0; 9 * cin * cout];
-    }
-    // M[xi] = sum over tiles of V[xi]^T . Z[xi], [16][cin][cout] (the first group's
+    // M[xi] = sum over tiles of Z[xi]^T . V[xi], [16][cout][cin] (the first group's
     // products overwrite it)
-    let (mut v, mut z, mut m) = (take_buffer(), take_buffer(), take_buffer());
-    m.resize(16 * cin * cout, 0.0);
+    let mut m = vec![0.0f32; 16 * cin * cout];
+    if s.pixels() == 0 {
+        return m;
+    }
+    let (mut v, mut z) = (take_buffer(), take_buffer());
     let per_group = group_images(s);
     for (g, first) in (0..s.n).step_by(per_group).enumerate() {
         let images = first..(first + per_group).min(s.n);
@@ -263,38 +267,19 @@ pub fn kernel_grad(x: &[f32], dz: &[f32], s: ConvShape) -> Vec<f32> {
             .enumerate()
             .for_each(|(xi, plane)| {
                 matmul(
-                    (cin, cout, count),
-                    MatRef::transposed(&v[xi * count * cin..(xi + 1) * count * cin], cin),
-                    MatRef::rows(&z[xi * count * cout..(xi + 1) * count * cout], cout),
+                    (cout, cin, count),
+                    MatRef::transposed(&z[xi * count * cout..(xi + 1) * count * cout], cout),
+                    MatRef::rows(&v[xi * count * cin..(xi + 1) * count * cin], cin),
                     plane,
-                    cout,
+                    cin,
                     g > 0,
                     Threads::Serial,
                 )
             });
     }
-    // dg = G^T M G: row (ky * 3 + kx) * cin + i of the packed gradient is the sum over
-    // (a, b) of G[a][ky] G[b][kx] M[a * 4 + b][i]
-    let mut grad = vec![0.0f32; 9 * cin * cout];
-    grad.par_chunks_mut(cout)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (tap, i) = (row / cin, row % cin);
-            let (ky, kx) = (tap / 3, tap % 3);
-            for a in 0..4 {
-                for b in 0..4 {
-                    let coef = G[a][ky] * G[b][kx];
-                    if coef != 0.0 {
-                        let src = &m[((a * 4 + b) * cin + i) * cout..][..cout];
-                        dst.iter_mut().zip(src).for_each(|(d, s)| *d += coef * s);
-                    }
-                }
-            }
-        });
     keep_buffer(v);
     keep_buffer(z);
-    keep_buffer(m);
-    grad
+    m
 }
 
 #[cfg(test)]
@@ -302,7 +287,9 @@ mod tests {
     use super::*;
     use crate::kernels::conv3x3;
     use crate::kernels::layout::{flip_kernel, pack_kernel};
-    use crate::kernels::winograd::{flip_transformed, transform_kernel};
+    use crate::kernels::winograd::{
+        flip_transformed, kernel_grad_from_transformed, transform_kernel,
+    };
 
     fn data(len: usize, k: f32) -> Vec<f32> {
         (0..len).map(|i| (i as f32 * k).sin()).collect()
@@ -350,10 +337,13 @@ mod tests {
             // kernel gradient: patches^T . dz, through conv3x3's im2col backward (no ReLU:
             // an all-positive output)
             let ones = vec![1.0f32; dz.len()];
-            let want = conv3x3::backward_im2col(&x, &ones, &dz, s, None);
-            let got = kernel_grad(&x, &dz, s);
+            let want = conv3x3::backward_im2col(&x, &ones, &dz, s, None)
+                .kernel
+                .to_oihw(s.cout, s.cin);
+            let got =
+                kernel_grad_from_transformed(&transformed_kernel_grad(&x, &dz, s), s.cout, s.cin);
             let scale = (s.pixels() as f32).sqrt();
-            for (g, e) in got.iter().zip(&want.kernel) {
+            for (g, e) in got.iter().zip(&want) {
                 assert!(
                     (g - e).abs() < 2e-5 * scale * (1.0 + e.abs()),
                     "{s:?}: {g} vs {e}"

@@ -8,6 +8,9 @@ use std::ops::Range;
 use burn::tensor::{Device, Tensor};
 
 use super::architecture::{ConvLayer, pool_after};
+#[cfg(feature = "cuda")]
+use super::grads::KernelGrad;
+use super::grads::LayerGrads;
 use super::host_convs;
 use super::layers::{conv3x3_relu, max_pool2};
 use super::prepared::PreparedKernels;
@@ -69,17 +72,19 @@ impl Engine {
 
     /// Training forward of the trainable `convs` (layers `first..13`) from the frozen
     /// prefix's output: the features `[N, C]` and the tape for the backward pass, or `None`
-    /// for [`Engine::Burn`].
+    /// for [`Engine::Burn`]. The host kernels take their kernels from `prepared` (see
+    /// [`PreparedKernels::take_training`]).
     pub fn forward_train(
         &self,
         convs: &[ConvLayer],
         first: usize,
         prefix: Tensor<4>,
+        prepared: &PreparedKernels,
     ) -> Option<(Tensor<2>, Tape)> {
         match self {
             Engine::Burn => None,
             Engine::Host => {
-                let (f, t) = host_convs::forward_train(convs, first, prefix);
+                let (f, t) = host_convs::forward_train(convs, first, prefix, prepared);
                 Some((f, Tape::Host(t)))
             }
             #[cfg(feature = "cuda")]
@@ -99,13 +104,20 @@ pub enum Tape {
 }
 
 impl Tape {
-    /// Kernel (OIHW) and bias gradients of each trainable layer, in order, from the gradient
-    /// of the features `[N, C]`.
-    pub fn backward(self, dfeatures: &[f32], device: &Device) -> Vec<(Tensor<4>, Tensor<1>)> {
+    /// Kernel and bias gradients of each trainable layer, in order, from the gradient of the
+    /// features `[N, C]`.
+    pub fn backward(self, dfeatures: &[f32], device: &Device) -> Vec<LayerGrads> {
         match self {
             Tape::Host(t) => t.backward(dfeatures, device),
             #[cfg(feature = "cuda")]
-            Tape::Cuda(t) => t.backward(dfeatures, device),
+            Tape::Cuda(t) => t
+                .backward(dfeatures, device)
+                .into_iter()
+                .map(|(w, bias)| LayerGrads {
+                    kernel: KernelGrad::Tensor(w),
+                    bias,
+                })
+                .collect(),
         }
     }
 }

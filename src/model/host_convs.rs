@@ -8,6 +8,7 @@
 use burn::tensor::{Device, Tensor};
 
 use super::architecture::{ConvLayer, conv_shapes, pool_after};
+use super::grads::{KernelGrad, LayerGrads, TransformedGrad};
 use super::layers::{tensor_from_vec, tensor2, values, with_values};
 use super::prepared::PreparedKernels;
 use crate::kernels::conv3x3::{self, ConvShape};
@@ -160,15 +161,18 @@ pub struct Tape {
 /// Forward of the trainable `convs` (layers `first..13`) from the frozen prefix's output,
 /// ending in global average pooling: returns the features `[N, C]` (on `prefix`'s device)
 /// and the tape for the backward pass.
-pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (Tensor<2>, Tape) {
+pub fn forward_train(
+    convs: &[ConvLayer],
+    first: usize,
+    prefix: Tensor<4>,
+    prepared: &PreparedKernels,
+) -> (Tensor<2>, Tape) {
     let device = prefix.device();
     let mut a = Activations::from_tensor(&prefix);
     let mut layers = Vec::with_capacity(convs.len());
     for (j, conv) in convs.iter().enumerate() {
         let cout = conv.out_channels();
-        let kernel = with_values(&conv.weight, |w| {
-            conv3x3::Prepared::new(w, a.shape_into(cout))
-        });
+        let kernel = prepared.take_training(first + j, conv, a.shape_into(cout));
         let bias = values(&conv.bias);
         let output = conv_forward(&a, cout, |x, s| kernel.forward(x, s, Some(&bias), true));
         let (next, pre_pool) = if pool_after(first + j) {
@@ -191,12 +195,13 @@ pub fn forward_train(convs: &[ConvLayer], first: usize, prefix: Tensor<4>) -> (T
 }
 
 impl Tape {
-    /// Kernel (OIHW) and bias gradients of each trainable layer, in order, from the
-    /// gradient of the features `[N, C]`.
-    pub fn backward(self, dfeatures: &[f32], device: &Device) -> Vec<(Tensor<4>, Tensor<1>)> {
+    /// Kernel and bias gradients of each trainable layer, in order, from the gradient of the
+    /// features `[N, C]`.
+    pub fn backward(mut self, dfeatures: &[f32], device: &Device) -> Vec<LayerGrads> {
         let mut grad = spread_over_pixels(dfeatures, self.last.dims);
         let mut out = Vec::with_capacity(self.layers.len());
-        for (j, saved) in self.layers.iter().enumerate().rev() {
+        for j in (0..self.layers.len()).rev() {
+            let saved = &self.layers[j];
             let output = match &saved.pre_pool {
                 Some(o) => {
                     grad = pool::max_pool2_backward(&o.data, &grad, o.dims);
@@ -216,14 +221,24 @@ impl Tape {
                 s,
                 (j > 0).then_some(&saved.kernel),
             );
-            out.push((
-                tensor_from_vec(
-                    layout::unpack_kernel(&g.kernel, s.cout, s.cin),
+            let used = std::mem::replace(
+                &mut self.layers[j].kernel,
+                conv3x3::Prepared::Im2col(Vec::new()),
+            );
+            let kernel = match (g.kernel, used) {
+                (conv3x3::KernelGrad::Transformed(du), conv3x3::Prepared::Winograd(u)) => {
+                    KernelGrad::Transformed(TransformedGrad::new(du, u, s.cout, s.cin))
+                }
+                (g, _) => KernelGrad::Tensor(tensor_from_vec(
+                    g.to_oihw(s.cout, s.cin),
                     [s.cout, s.cin, 3, 3],
                     device,
-                ),
-                tensor_from_vec(g.bias, [s.cout], device),
-            ));
+                )),
+            };
+            out.push(LayerGrads {
+                kernel,
+                bias: tensor_from_vec(g.bias, [s.cout], device),
+            });
             if let Some(gx) = g.input {
                 grad = gx;
             }

@@ -6,6 +6,7 @@ pub mod conventions;
 pub mod engine;
 #[cfg(feature = "cuda")]
 pub mod gpu_convs;
+pub mod grads;
 pub mod head;
 pub mod host_convs;
 pub mod layers;

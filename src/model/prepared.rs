@@ -3,7 +3,9 @@
 //! milliseconds on 2 cores), for the GPU the kernel and bias on the card. The same for every
 //! batch while the weights stay the same. Whoever changes a layer's tensors calls
 //! [`PreparedKernels::forget`] (the optimisation step does); a copy of the model starts with an
-//! empty store, since the copy's weights may change on their own.
+//! empty store, since the copy's weights may change on their own. The trainable layers' kernels
+//! for the training forward are kept apart: the step that updates a layer's weights also
+//! makes its next kernel in the same pass ([`PreparedKernels::keep_training`]).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -16,6 +18,9 @@ use crate::kernels::conv3x3::{self, ConvShape};
 #[derive(Default)]
 pub struct PreparedKernels {
     host: Store<LayerAt, PreparedLayer>,
+    /// Trainable layers' kernels as the training forward runs them, by layer index: a step
+    /// takes one out for its forward and puts the updated one back ([`Self::keep_training`]).
+    training: Mutex<HashMap<usize, conv3x3::Prepared>>,
     #[cfg(feature = "cuda")]
     gpu: Store<usize, crate::gpu::GpuLayer>,
 }
@@ -90,8 +95,27 @@ impl PreparedKernels {
             .get_or_make(index, || super::gpu_convs::upload(gpu, conv))
     }
 
+    /// Layer `index`'s kernel for the training forward at input shape `s`, taken out of the
+    /// store or made now.
+    pub fn take_training(&self, index: usize, conv: &ConvLayer, s: ConvShape) -> conv3x3::Prepared {
+        self.training_map()
+            .remove(&index)
+            .unwrap_or_else(|| with_values(&conv.weight, |w| conv3x3::Prepared::new(w, s)))
+    }
+
+    /// Keeps `kernel`, prepared from layer `index`'s current weights, for the next training
+    /// forward.
+    pub fn keep_training(&self, index: usize, kernel: conv3x3::Prepared) {
+        self.training_map().insert(index, kernel);
+    }
+
+    fn training_map(&self) -> MutexGuard<'_, HashMap<usize, conv3x3::Prepared>> {
+        self.training.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Drops what was prepared from layer `index`'s old tensors.
     pub fn forget(&self, index: usize) {
+        self.training_map().remove(&index);
         self.host.retain(|&(layer, _, _)| layer != index);
         #[cfg(feature = "cuda")]
         self.gpu.retain(|&layer| layer != index);

@@ -63,18 +63,45 @@ impl Adam {
 
     /// The update as one fused pass over host memory.
     fn update_host(&mut self, name: &str, param: Tensor<1>, grad: Tensor<1>, t: i32) -> Tensor<1> {
-        let (n, device) = (param.dims()[0], param.device());
-        let mut p = host_vec(param);
         let g = host_vec(grad);
-        let (mut m, mut v) = match self.moments.remove(name) {
+        let mut update = self.host_update_at(name, param, t);
+        let rule = update.rule;
+        let [p, m, v] = update.arrays();
+        fused_update(&rule, p, &g, m, v);
+        update.finish(self)
+    }
+
+    /// The update of `param` taken apart for a gradient that comes a block at a time: the
+    /// parameter and its moments as host arrays ([`HostUpdate::arrays`]), to which the
+    /// caller applies [`HostUpdate::rule`] block by block before [`HostUpdate::finish`]. Call
+    /// [`Adam::begin_step`] first, as for [`Adam::update`].
+    pub fn host_update<const D: usize>(&mut self, name: &str, param: Tensor<D>) -> HostUpdate<D> {
+        let t = self.step.max(1) as i32;
+        self.host_update_at(name, param, t)
+    }
+
+    fn host_update_at<const D: usize>(
+        &mut self,
+        name: &str,
+        param: Tensor<D>,
+        t: i32,
+    ) -> HostUpdate<D> {
+        let (dims, device) = (param.dims(), param.device());
+        let n = dims.iter().product();
+        let p = host_vec(param.reshape([n]));
+        let (m, v) = match self.moments.remove(name) {
             Some((m, v)) => (host_vec(m), host_vec(v)),
             None => (vec![0.0; n], vec![0.0; n]),
         };
-        fused_update(&StepScalars::new(self, t), &mut p, &g, &mut m, &mut v);
-        let tensor = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &device);
-        self.moments
-            .insert(name.to_string(), (tensor(m), tensor(v)));
-        tensor(p)
+        HostUpdate {
+            name: name.to_string(),
+            dims,
+            device,
+            rule: StepScalars::new(self, t),
+            p,
+            m,
+            v,
+        }
     }
 
     /// The update as tensor operations on the parameter's device.
@@ -101,6 +128,34 @@ impl Adam {
     }
 }
 
+/// A parameter's Adam update on the host, taken apart (see [`Adam::host_update`]).
+pub struct HostUpdate<const D: usize> {
+    name: String,
+    dims: [usize; D],
+    device: Device,
+    /// The step's arithmetic, to apply to each element.
+    pub rule: StepScalars,
+    p: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl<const D: usize> HostUpdate<D> {
+    /// The parameter and its first and second moments, flattened in the parameter's order.
+    pub fn arrays(&mut self) -> [&mut [f32]; 3] {
+        [&mut self.p, &mut self.m, &mut self.v]
+    }
+
+    /// Keeps the moments in `adam` and returns the parameter as a tensor again.
+    pub fn finish(self, adam: &mut Adam) -> Tensor<D> {
+        let n = self.p.len();
+        let tensor = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &self.device);
+        adam.moments
+            .insert(self.name.clone(), (tensor(self.m), tensor(self.v)));
+        tensor(self.p).reshape(self.dims)
+    }
+}
+
 /// A tensor's values, moved out without a copy where its buffer is not shared.
 fn host_vec(t: Tensor<1>) -> Vec<f32> {
     let data = t.into_data().convert::<f32>();
@@ -111,7 +166,8 @@ fn host_vec(t: Tensor<1>) -> Vec<f32> {
 
 /// The scalars of one step, as f32 (what a tensor's scalar operations would make of them),
 /// for both the fused pass and the tensor path.
-struct StepScalars {
+#[derive(Debug, Clone, Copy)]
+pub struct StepScalars {
     conventions: Conventions,
     b1: f32,
     one_minus_b1: f32,
@@ -149,25 +205,37 @@ impl StepScalars {
 /// One Adam step over host slices in a single pass, in parallel chunks (each element is
 /// independent, so the result does not depend on the threads).
 fn fused_update(s: &StepScalars, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-    assert!(
-        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
-        "Adam: parameter, gradient and moments differ in length"
-    );
     const CHUNK: usize = 1 << 14;
+    s.check(p, g, m, v);
     p.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-        .for_each(|((p, g), (m, v))| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = *m * s.b1 + g * s.one_minus_b1;
-                *v = *v * s.b2 + (g * g) * s.one_minus_b2;
-                let delta = match s.conventions {
-                    Conventions::Keras => (*m / (v.sqrt() + s.eps)) * s.rate,
-                    Conventions::Torch => ((*m / s.c1) / ((*v / s.c2).sqrt() + s.eps)) * s.rate,
-                };
-                *p -= delta;
-            }
-        });
+        .for_each(|((p, g), (m, v))| s.apply(p, g, m, v));
+}
+
+impl StepScalars {
+    /// The step on parameter values `p` with gradient `g` and moments `m` and `v`, element by
+    /// element, on this thread.
+    pub fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let s = self;
+        s.check(p, g, m, v);
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *m = *m * s.b1 + g * s.one_minus_b1;
+            *v = *v * s.b2 + (g * g) * s.one_minus_b2;
+            let delta = match s.conventions {
+                Conventions::Keras => (*m / (v.sqrt() + s.eps)) * s.rate,
+                Conventions::Torch => ((*m / s.c1) / ((*v / s.c2).sqrt() + s.eps)) * s.rate,
+            };
+            *p -= delta;
+        }
+    }
+
+    fn check(&self, p: &[f32], g: &[f32], m: &[f32], v: &[f32]) {
+        assert!(
+            g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
+            "Adam: parameter, gradient and moments differ in length"
+        );
+    }
 }
 
 #[cfg(test)]

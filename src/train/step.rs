@@ -11,6 +11,7 @@ use super::loss::bce_with_logits;
 use crate::model::Classifier;
 use crate::model::architecture::{CONV_LAYER_NAMES, pool_after};
 use crate::model::engine::Engine;
+use crate::model::grads::KernelGrad;
 use crate::model::head::{BatchStats, Head};
 use crate::model::layers::{conv3x3_relu, global_average_pool, max_pool2, values};
 
@@ -25,7 +26,7 @@ pub struct StepOutput {
 /// Gradients of the trainable tensors, without autodiff, by tensor.
 struct Gradients {
     /// (weight, bias) of each trainable convolution, from the first trainable one.
-    convs: Vec<(Option<Tensor<4>>, Option<Tensor<1>>)>,
+    convs: Vec<(Option<KernelGrad>, Option<Tensor<1>>)>,
     dense_w: Option<Tensor<2>>,
     dense_b: Option<Tensor<1>>,
     gamma: Option<Tensor<1>>,
@@ -37,7 +38,7 @@ struct Gradients {
 impl Gradients {
     /// The convolutions' gradients as given, the head's read from burn's gradients.
     fn new(
-        convs: Vec<(Option<Tensor<4>>, Option<Tensor<1>>)>,
+        convs: Vec<(Option<KernelGrad>, Option<Tensor<1>>)>,
         head: &Head,
         grads: &burn::tensor::Gradients,
     ) -> Self {
@@ -81,7 +82,12 @@ fn forward_backward(
     let grads = loss.backward();
     let convs = convs
         .iter()
-        .map(|c| (c.weight.grad(&grads), c.bias.grad(&grads)))
+        .map(|c| {
+            (
+                c.weight.grad(&grads).map(KernelGrad::Tensor),
+                c.bias.grad(&grads),
+            )
+        })
         .collect();
     (out, stats, Gradients::new(convs, &head, &grads))
 }
@@ -98,7 +104,9 @@ fn forward_backward_kernels(
     let first = model.spec.trainable.first_conv();
     let device = prefix.device();
     let convs = &model.base.convs[first..];
-    let Some((features, tape)) = engine.forward_train(convs, first, prefix.clone()) else {
+    let Some((features, tape)) =
+        engine.forward_train(convs, first, prefix.clone(), &model.base.prepared)
+    else {
         return forward_backward(model, prefix, targets);
     };
     let features = features.autodiff().require_grad();
@@ -116,7 +124,7 @@ fn forward_backward_kernels(
     };
     let convs = conv_grads
         .into_iter()
-        .map(|(w, b)| (Some(w), Some(b)))
+        .map(|g| (Some(g.kernel), Some(g.bias)))
         .collect();
     (out, stats, Gradients::new(convs, &head, &grads))
 }
@@ -153,12 +161,25 @@ pub fn train_step_from_prefix(
     for (j, (gw, gb)) in g.convs.into_iter().enumerate() {
         let i = first + j;
         let conv = &mut model.base.convs[i];
-        apply(
-            opt,
-            &format!("{}.weight", CONV_LAYER_NAMES[i]),
-            &mut conv.weight,
-            gw,
-        );
+        let device = conv.weight.device();
+        let name = format!("{}.weight", CONV_LAYER_NAMES[i]);
+        // the host's Winograd gradient updates the kernel a block at a time and leaves the
+        // next forward's kernel made; any other is a tensor for the plain update
+        let next_kernel = match gw {
+            Some(KernelGrad::Transformed(grad)) => {
+                let weight = std::mem::replace(&mut conv.weight, Tensor::empty([0; 4], &device));
+                let mut update = opt.host_update(&name, weight);
+                let rule = update.rule;
+                let kernel = grad.update(update.arrays(), |g, [p, m, v]| rule.apply(p, g, m, v));
+                conv.weight = update.finish(opt);
+                Some(kernel)
+            }
+            other => {
+                let grad = other.map(|g| g.into_tensor(&device));
+                apply(opt, &name, &mut conv.weight, grad);
+                None
+            }
+        };
         apply(
             opt,
             &format!("{}.bias", CONV_LAYER_NAMES[i]),
@@ -166,6 +187,9 @@ pub fn train_step_from_prefix(
             gb,
         );
         model.base.prepared.forget(i);
+        if let Some(kernel) = next_kernel {
+            model.base.prepared.keep_training(i, kernel);
+        }
     }
     let h = &mut model.head;
     apply(opt, "dense.weight", &mut h.dense_w, g.dense_w);
@@ -188,13 +212,14 @@ pub fn gradients(
     let first = model.spec.trainable.first_conv();
     let (_, _, g) = forward_backward(model, model.frozen_prefix(x), targets);
     let mut out = BTreeMap::new();
-    for (j, (gw, gb)) in g.convs.iter().enumerate() {
+    for (j, (gw, gb)) in g.convs.into_iter().enumerate() {
         let name = CONV_LAYER_NAMES[first + j];
-        if let Some(t) = gw {
-            out.insert(format!("{name}.weight"), values(t));
+        if let Some(k) = gw {
+            let device = model.base.convs[first + j].weight.device();
+            out.insert(format!("{name}.weight"), values(&k.into_tensor(&device)));
         }
         if let Some(t) = gb {
-            out.insert(format!("{name}.bias"), values(t));
+            out.insert(format!("{name}.bias"), values(&t));
         }
     }
     let head: [(&str, Option<Vec<f32>>); 6] = [
@@ -220,17 +245,12 @@ mod tests {
 
     use super::*;
     use crate::model::head::Head;
-    use crate::model::layers::tensor4;
+    use crate::model::layers::{tensor_from_vec, tensor4};
     use crate::model::vgg16::Vgg16;
     use crate::model::{Conventions, ModelSpec};
     use crate::preprocess::{Interpolation, Preprocessing};
 
-    /// The forward pass keeps prepared kernels between calls; a step that changes block5 must
-    /// not leave the old ones behind.
-    #[test]
-    fn a_step_refreshes_the_prepared_kernels_it_changes() {
-        let dev = Device::flex();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    fn small_model(rng: &mut rand_chacha::ChaCha8Rng, dev: &Device) -> Classifier {
         let widths = [4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8];
         let spec = ModelSpec {
             input_hw: (32, 32),
@@ -242,11 +262,102 @@ mod tests {
             framing: Default::default(),
             decoding: Default::default(),
         };
-        let mut model = Classifier {
-            base: Vgg16::random(&widths, &mut rng, &dev),
-            head: Head::random(8, 4, 2, &mut rng, &dev),
+        Classifier {
+            base: Vgg16::random(&widths, rng, dev),
+            head: Head::random(8, 4, 2, rng, dev),
             spec,
-        };
+        }
+    }
+
+    /// The one-pass update from the Winograd gradient (gradient, Adam and the next transform
+    /// together) gives, to the bit, what the plain update from the OIHW gradient gives, and
+    /// the kernel it leaves is the one the new weights make. Sizes that are not multiples of
+    /// the sixteen kernels the passes take at a time.
+    #[test]
+    fn the_one_pass_update_is_the_plain_update() {
+        use crate::kernels::{conv3x3, winograd};
+        use crate::model::grads::TransformedGrad;
+        let dev = Device::flex();
+        let (cout, cin) = (20, 37);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let w: Vec<f32> = (0..cout * cin * 9)
+            .map(|_| rng.random_range(-0.5..0.5))
+            .collect();
+        let (mut fused, mut plain) = (
+            Adam::new(0.01, Conventions::Keras),
+            Adam::new(0.01, Conventions::Keras),
+        );
+        let (mut fused_w, mut plain_w) = (w.clone(), w);
+        for _ in 0..3 {
+            let du: Vec<f32> = (0..16 * cout * cin)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let tensor = |v: &[f32]| tensor_from_vec(v.to_vec(), [cout, cin, 3, 3], &dev);
+            fused.begin_step();
+            let mut update = fused.host_update("w", tensor(&fused_w));
+            let rule = update.rule;
+            let grad = TransformedGrad::new(
+                du.clone(),
+                winograd::transform_kernel(&fused_w, cout, cin),
+                cout,
+                cin,
+            );
+            let kernel = grad.update(update.arrays(), |g, [p, m, v]| rule.apply(p, g, m, v));
+            fused_w = values(&update.finish(&mut fused));
+            plain.begin_step();
+            let g = KernelGrad::Transformed(TransformedGrad::new(du, Vec::new(), cout, cin));
+            plain_w = values(&plain.update("w", tensor(&plain_w), g.into_tensor(&dev)));
+            assert_eq!(fused_w, plain_w);
+            let (fm, fv) = &fused.moments["w"];
+            let (pm, pv) = &plain.moments["w"];
+            assert_eq!((values(fm), values(fv)), (values(pm), values(pv)));
+            match kernel {
+                conv3x3::Prepared::Winograd(u) => {
+                    assert_eq!(u, winograd::transform_kernel(&plain_w, cout, cin))
+                }
+                conv3x3::Prepared::Im2col(_) => panic!("a Winograd kernel was expected"),
+            }
+        }
+    }
+
+    /// A step keeps block5's transformed kernels, updated in the same pass as the weights, for
+    /// the next step; a copy of the model (as a resumed run has) makes them from its weights.
+    /// Both must give the same next step to the bit.
+    #[test]
+    fn the_kept_kernels_give_the_step_a_fresh_model_gives() {
+        let dev = Device::flex();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut model = small_model(&mut rng, &dev);
+        let x: Vec<f32> = (0..3 * 3 * 32 * 32)
+            .map(|_| rng.random_range(-100.0..100.0))
+            .collect();
+        let x = tensor4(&x, [3, 3, 32, 32], &dev);
+        let y = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 0., 0., 1., 1., 0.], [3, 2]),
+            &dev,
+        );
+        let mut adam = Adam::new(0.01, Conventions::Keras);
+        train_step(&mut model, &mut adam, x.clone(), y.clone());
+        let (mut copy, mut copy_adam) = (model.clone(), adam.clone());
+        let kept = train_step(&mut model, &mut adam, x.clone(), y.clone());
+        let fresh = train_step(&mut copy, &mut copy_adam, x, y);
+        assert_eq!(kept.logits, fresh.logits);
+        for (a, b) in model.base.convs.iter().zip(&copy.base.convs) {
+            assert_eq!(values(&a.weight), values(&b.weight));
+        }
+        for (name, (m, v)) in &adam.moments {
+            let (cm, cv) = &copy_adam.moments[name];
+            assert_eq!((values(m), values(v)), (values(cm), values(cv)), "{name}");
+        }
+    }
+
+    /// The forward pass keeps prepared kernels between calls; a step that changes block5 must
+    /// not leave the old ones behind.
+    #[test]
+    fn a_step_refreshes_the_prepared_kernels_it_changes() {
+        let dev = Device::flex();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut model = small_model(&mut rng, &dev);
         let x: Vec<f32> = (0..2 * 3 * 32 * 32)
             .map(|_| rng.random_range(-100.0..100.0))
             .collect();
