@@ -12,7 +12,8 @@ use super::gemm::{MatRef, Threads, matmul};
 use super::layout::{fill_kernel_row, per_kernel_rows_into, split_planes};
 use super::shape::{ConvShape, bias_relu, check_winograd_operands};
 
-/// Winograd's kernel matrix of F(2x2, 3x3).
+/// Winograd's kernel matrix of F(2x2, 3x3), which the tests check the written-out transforms
+/// against.
 #[cfg(test)]
 const G: [[f32; 3]; 4] = [
     [1.0, 0.0, 0.0],
