@@ -39,7 +39,7 @@ impl KernelGrad {
 /// kernel), with the transformed kernel the forward ran on, whose buffer takes the updated
 /// one ([`Self::update`]).
 pub struct TransformedGrad {
-    /// The gradient of the transformed kernel, `[16][cin][cout]`.
+    /// The gradient of the transformed kernel, `[16][cout][cin]` as the kernel.
     du: Vec<f32>,
     /// The transformed kernel the forward used.
     kernel: Vec<f32>,
@@ -48,7 +48,7 @@ pub struct TransformedGrad {
 }
 
 impl TransformedGrad {
-    /// `du`, the gradient of `kernel` (both `[16][cin][cout]`), the transformed kernel of a
+    /// `du`, the gradient of `kernel` (both `[16][cout][cin]`), the transformed kernel of a
     /// `cout` x `cin` layer.
     pub fn new(du: Vec<f32>, kernel: Vec<f32>, cout: usize, cin: usize) -> Self {
         TransformedGrad {
