@@ -66,7 +66,7 @@ pub fn per_kernel_planes<const P: usize>(
 /// `P` planes `[P][out][in]` from an OIHW 3x3 kernel into `planes_out`, whose old values are
 /// all overwritten: element `(q, o, i)` is value `q` of `values(kernel o <- i)` (its 9 taps,
 /// row-major). Output channel `o`'s kernels, contiguous in OIHW, become row `o` of every
-/// plane ([`fill_kernel_row`]), so each job (sixteen output channels) reads one run and writes
+/// plane ([`fill_kernel_rows`]), so each job (sixteen output channels) reads one run and writes
 /// one run per plane.
 pub fn per_kernel_rows_into<const P: usize>(
     w: &[f32],
@@ -87,26 +87,33 @@ pub fn per_kernel_rows_into<const P: usize>(
         .into_par_iter()
         .enumerate()
         .for_each(|(k, mut planes)| {
-            let kernels = &w[k * OB * in_ch * 9..];
-            for r in 0..planes[0].len() / in_ch {
-                fill_kernel_row(
-                    &kernels[r * in_ch * 9..][..in_ch * 9],
-                    &mut planes,
-                    r,
-                    &values,
-                );
-            }
+            let rows = planes[0].len() / in_ch;
+            let kernels = &w[k * OB * in_ch * 9..][..rows * in_ch * 9];
+            fill_kernel_rows(kernels, in_ch, &mut planes, &values);
         });
 }
 
-/// Writes `values` of one output channel's kernels (`kernels`: `in` kernels of 9 taps, as
-/// OIHW lays them out) into row `r` of each of `planes` (rows of `in`). Sixteen kernels at a
-/// time are gathered tap-major, so that `values` runs on them side by side (the loop over
-/// them vectorises), and each plane gets them as one 64-byte run.
-pub fn fill_kernel_row<const P: usize>(
+/// Writes `values` of a block of output channels' kernels (`kernels`, OIHW: `in_ch` kernels of
+/// 9 taps each per output channel) into `planes` (each the block's rows of `in_ch`): output
+/// channel `r` of the block becomes row `r` of every plane. Sixteen kernels at a time are
+/// gathered tap-major, so that `values` runs on them side by side (the loop over them
+/// vectorises), and each plane gets them as one 64-byte run.
+pub fn fill_kernel_rows<const P: usize>(
     kernels: &[f32],
+    in_ch: usize,
     planes: &mut [&mut [f32]],
+    values: &impl Fn(&[f32]) -> [f32; P],
+) {
+    for (r, row) in kernels.chunks_exact(in_ch * 9).enumerate() {
+        fill_kernel_row(row, r, planes, values);
+    }
+}
+
+/// [`fill_kernel_rows`] for output channel `r`, whose kernels are `kernels`.
+fn fill_kernel_row<const P: usize>(
+    kernels: &[f32],
     r: usize,
+    planes: &mut [&mut [f32]],
     values: &impl Fn(&[f32]) -> [f32; P],
 ) {
     const L: usize = 16;

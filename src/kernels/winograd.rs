@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, Threads, matmul};
-use super::layout::{fill_kernel_row, per_kernel_rows_into, split_planes};
+use super::layout::{fill_kernel_rows, per_kernel_rows_into, split_planes};
 use super::shape::{ConvShape, bias_relu, check_winograd_operands};
 
 /// Winograd's kernel matrix of F(2x2, 3x3), which the tests check the written-out transforms
@@ -107,12 +107,10 @@ fn by_output_blocks<const N: usize>(
         Vec::new,
         |grad, (k, (mut block, rows))| {
             let outputs = k * OB..k * OB + block[0].len() / (in_ch * 9);
-            grad_rows(du, out_ch, in_ch, outputs.clone(), grad);
+            grad_rows(du, out_ch, in_ch, outputs, grad);
             update(grad, block.each_mut().map(|p| &mut **p));
             if let Some(mut rows) = rows {
-                for (r, kernels) in block[0].chunks_exact(in_ch * 9).enumerate() {
-                    fill_kernel_row(kernels, &mut rows, r, &transform_one);
-                }
+                fill_kernel_rows(block[0], in_ch, &mut rows, &transform_one);
             }
         },
     );
@@ -191,12 +189,18 @@ fn transform_one(g: &[f32]) -> [f32; 16] {
 /// result is plane `(p(a), p(b))` of `u` transposed, with `p` swapping 0 and 3. `in_ch` and
 /// `out_ch` are the forward kernel's.
 pub fn flip_transformed(u: &[f32], in_ch: usize, out_ch: usize) -> Vec<f32> {
+    super::layout::transpose_planes(u, 16, out_ch, in_ch, flipped_plane)
+}
+
+/// The plane of the forward's transformed kernel that plane `xi` of the flipped kernel's is
+/// (transposed): `(a, b)` comes from `(p(a), p(b))`, `p` swapping 0 and 3.
+pub(super) fn flipped_plane(xi: usize) -> usize {
     let p = |a: usize| match a {
         0 => 3,
         3 => 0,
         a => a,
     };
-    super::layout::transpose_planes(u, 16, out_ch, in_ch, |xi| p(xi / 4) * 4 + p(xi % 4))
+    p(xi / 4) * 4 + p(xi % 4)
 }
 
 /// A Winograd scheme F(m x m, 3x3) for the per-image forward: output tiles of `M x M`

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::gemm::{MatRef, Threads, matmul};
 use super::layout::split_planes;
 use super::shape::{ConvShape, bias_relu, check_winograd_operands};
-use super::winograd::{input_tile, output_tile};
+use super::winograd::{flipped_plane, input_tile, output_tile};
 
 /// Largest tile buffer of one group, in floats (32 MiB).
 const GROUP_FLOATS: usize = 8 << 20;
@@ -160,16 +160,11 @@ pub fn forward(x: &[f32], s: ConvShape, u: &[f32], bias: Option<&[f32]>, relu: b
 pub fn forward_flipped(dz: &[f32], t: ConvShape, u: &[f32]) -> Vec<f32> {
     check_winograd_operands(dz, t, u, 16);
     let n = t.cin * t.cout;
-    let p = |a: usize| match a {
-        0 => 3,
-        3 => 0,
-        a => a,
-    };
     forward_planes(
         dz,
         t,
         |xi| {
-            let q = p(xi / 4) * 4 + p(xi % 4);
+            let q = flipped_plane(xi);
             MatRef::rows(&u[q * n..(q + 1) * n], t.cout)
         },
         None,
@@ -211,7 +206,6 @@ fn forward_planes<'u>(
                     Threads::Serial,
                 )
             });
-
         y[images.start * h * w * cout..images.end * h * w * cout]
             .par_chunks_mut(h * w * cout)
             .enumerate()
@@ -236,7 +230,8 @@ fn forward_planes<'u>(
 }
 
 /// Gradient of the transformed kernel `U` of `z = conv(x)` given `dz`, `[16][cout][cin]` as
-/// `U` (`winograd::update_kernel` and `winograd::kernel_grad_from_transformed` make the kernel's own from it).
+/// `U` (`winograd::update_kernel` and `winograd::kernel_grad_from_transformed` make the
+/// kernel's own from it).
 pub fn transformed_kernel_grad(x: &[f32], dz: &[f32], s: ConvShape) -> Vec<f32> {
     assert_eq!(
         x.len(),

@@ -150,12 +150,15 @@ pub fn train_step_from_prefix(
     let (out, stats, g) = forward_backward(model, prefix, targets);
     let first = model.spec.trainable.first_conv();
     opt.begin_step();
+    // a parameter is taken out rather than cloned: one nothing else holds is updated in its
+    // own buffer, without a copy
+    fn take<const D: usize>(p: &mut Tensor<D>) -> Tensor<D> {
+        let device = p.device();
+        std::mem::replace(p, Tensor::empty([0; D], &device))
+    }
     fn apply<const D: usize>(opt: &mut Adam, name: &str, p: &mut Tensor<D>, g: Option<Tensor<D>>) {
         if let Some(g) = g {
-            // taken out rather than cloned: a parameter nothing else holds is updated in its
-            // own buffer, without a copy
-            let taken = std::mem::replace(p, Tensor::empty([0; D], &g.device()));
-            *p = opt.update(name, taken, g);
+            *p = opt.update(name, take(p), g);
         }
     }
     for (j, (gw, gb)) in g.convs.into_iter().enumerate() {
@@ -167,8 +170,7 @@ pub fn train_step_from_prefix(
         // next forward's kernel made; any other is a tensor for the plain update
         let next_kernel = match gw {
             Some(KernelGrad::Transformed(grad)) => {
-                let weight = std::mem::replace(&mut conv.weight, Tensor::empty([0; 4], &device));
-                let mut update = opt.host_update(&name, weight);
+                let mut update = opt.host_update(&name, take(&mut conv.weight));
                 let rule = update.rule;
                 let kernel = grad.update(update.arrays(), |g, [p, m, v]| rule.apply(p, g, m, v));
                 conv.weight = update.finish(opt);
