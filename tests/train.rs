@@ -345,6 +345,16 @@ fn a_busy_run_folder_is_refused_and_left_alone() {
     assert!(!out.join("weights/last.safetensors").exists());
     holder.kill().unwrap();
     holder.wait().unwrap();
+    // flock's forked child holds a copy of the descriptor until it closes it (-o) before
+    // running `sleep`; on a loaded machine that can come after flock itself is gone
+    let start = std::time::Instant::now();
+    while faceattr::train::run_lock::acquire(&out).is_err() {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the lock was never released"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     train(a, false, true).unwrap();
     assert!(out.join("weights/last.safetensors").exists());
 }
